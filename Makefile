@@ -1,0 +1,56 @@
+# The README's two commands are `make demo` and `make test`; CI runs `make test`.
+# Every target sets up what it needs first; set-up steps are cached by stamp files
+# and rerun only when their requirements change.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+ENGINE_VENV := .venv-engine
+AWQ_VENV := .venv-awq
+MODELS := models
+TINY := $(MODELS)/tiny
+SMOLLM2 := $(MODELS)/smollm2
+
+.PHONY: setup demo test lint bench quality clean models
+setup: $(VENV)/.stamp $(ENGINE_VENV)/.stamp
+
+$(VENV)/.stamp: requirements.txt requirements-dev.txt
+	[ -x $(VENV)/bin/python ] || $(PY) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -r requirements-dev.txt
+	touch $@
+
+$(ENGINE_VENV)/.stamp: requirements-engine.txt scripts/setup_engine.sh
+	scripts/setup_engine.sh $(ENGINE_VENV) requirements-engine.txt
+	touch $@
+
+$(AWQ_VENV)/.stamp: requirements-awq.txt scripts/setup_awq.sh
+	scripts/setup_awq.sh $(AWQ_VENV) requirements-awq.txt
+	touch $@
+
+$(TINY)/config.json: $(ENGINE_VENV)/.stamp builder/tiny_model.py
+	$(ENGINE_VENV)/bin/python -m builder tiny-model $(TINY)
+
+$(SMOLLM2)/manifest.json: $(ENGINE_VENV)/.stamp
+	$(ENGINE_VENV)/bin/python -m builder fetch smollm2 --out $(SMOLLM2)
+
+models: $(TINY)/config.json $(SMOLLM2)/manifest.json
+
+demo: setup models
+	$(VENV)/bin/python -m handler.samples sample_jobs
+
+test: setup models $(AWQ_VENV)/.stamp
+	$(VENV)/bin/python -m pytest
+
+lint: $(VENV)/.stamp
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: setup models
+	$(VENV)/bin/python -m bench
+
+quality: setup models $(AWQ_VENV)/.stamp
+	$(VENV)/bin/python -m builder quantize $(SMOLLM2) --out $(MODELS)/smollm2-awq --group-size 64
+
+clean:
+	rm -rf $(VENV) $(ENGINE_VENV) $(AWQ_VENV) $(MODELS) .cache

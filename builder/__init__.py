@@ -1,0 +1,1 @@
+"""Image-build-time tooling: fetch, convert, quantize, publish, bake, right-size."""

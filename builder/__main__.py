@@ -1,0 +1,45 @@
+"""`python -m builder COMMAND ...`: each command lives in its own module.
+
+A command module exposes ``register(subparsers)``, which adds its sub-parser and
+sets ``func`` (taking the parsed namespace, returning an exit code). Command
+modules import their heavy dependencies (torch, boto3) inside the functions
+that need them, so building the parser stays light in every environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = (
+    "builder.tiny_model",
+    "builder.fetch",
+    "builder.quantize",
+    "builder.publish",
+    "builder.bake",
+    "builder.rightsize",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m builder", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # command not written yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Worker settings: read once from the environment into one typed, frozen object.
+
+`load_settings(env)` is a pure function of a mapping (``os.environ`` by default,
+passed in by the entry point); no module reads the environment at import time.
+Every field is documented in the README's settings table (a test keeps the two
+in step): the variable name is the field name in upper case.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from handler.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseModel):
+    """All settings of the worker. Defaults are for a local CPU run."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # --- model -------------------------------------------------------------
+    model_name: str = Field("", description="Model folder or hub id; empty: the baked manifest, else EMBEDDED_MODEL.")
+    model_revision: str = Field("", description="Model revision (commit) for the cache key and manifest.")
+    quantization: str = Field("", description="vLLM quantization (`awq`, ...); empty: as the model's config says.")
+    embedded_model: Literal["smollm2", "tiny"] = Field(
+        "smollm2", description="Which locally built model serves when nothing else is configured."
+    )
+    models_dir: Path = Field(REPO_ROOT / "models", description="Folder holding the locally built models.")
+    model_manifest: Path = Field(
+        Path("/models/manifest.json"), description="Manifest written by `builder bake`; used when present."
+    )
+    network_volume_dir: Path = Field(
+        Path("/runpod-volume/models"), description="Model folder on a RunPod network volume; preferred when present."
+    )
+
+    # --- engine ------------------------------------------------------------
+    engine_command: str = Field("", description="Command that starts vLLM's OpenAI server; empty: auto-detect.")
+    engine_device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Engine device; auto: cuda if a GPU is visible.")
+    engine_dtype: str = Field("", description="vLLM --dtype; empty: float32 on CPU, auto on GPU.")
+    engine_host: str = Field("127.0.0.1", description="Address the engine listens on.")
+    engine_port: int = Field(0, ge=0, le=65535, description="Engine port; 0 picks a free one at each start.")
+    max_model_len: int = Field(2048, ge=16, description="vLLM --max-model-len.")
+    gpu_memory_utilization: float = Field(0.90, gt=0, le=1, description="vLLM --gpu-memory-utilization (GPU only).")
+    kv_cache_memory_bytes: int = Field(
+        0, ge=0, description="vLLM --kv-cache-memory-bytes; 0: 1 GiB on CPU, vLLM's choice on GPU."
+    )
+    max_num_seqs: int = Field(64, ge=1, description="vLLM --max-num-seqs: sequences batched at once.")
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM --tensor-parallel-size for multi-GPU workers.")
+    engine_extra_args: str = Field("", description="Extra vLLM arguments, shell-quoted.")
+    engine_cpu_threads: int = Field(0, ge=0, description="CPU engine: OpenMP threads; 0: all cores.")
+    engine_start_timeout: float = Field(600.0, gt=0, description="Seconds to wait for the engine's /health.")
+    engine_request_timeout: float = Field(600.0, gt=0, description="Seconds one engine request may take.")
+    engine_max_start_failures: int = Field(
+        3, ge=1, description="Consecutive start failures before the worker asks RunPod to replace it."
+    )
+    idle_timeout: float = Field(
+        0.0, ge=0, description="Stop the engine after this many idle seconds; 0: never (see README)."
+    )
+
+    # --- jobs --------------------------------------------------------------
+    max_concurrency: int = Field(64, ge=1, description="Jobs one worker takes at once (runpod concurrency_modifier).")
+    max_batch_size: int = Field(64, ge=1, description="Most items in one batched job.")
+    max_prompt_chars: int = Field(32_000, ge=1, description="Longest prompt (all messages together), in characters.")
+    max_tokens_limit: int = Field(2048, ge=1, description="Largest `max_tokens` a job may ask for.")
+    default_max_tokens: int = Field(256, ge=1, description="`max_tokens` for jobs that give none.")
+
+    # --- cache -------------------------------------------------------------
+    redis_url: str = Field("", description="Redis for the shared cache and budget; empty: in-process store.")
+    cache_enabled: bool = Field(True, description="Answer deterministic requests from the cache.")
+    cache_namespace: str = Field("default", description="Key prefix isolating deployments.")
+    cache_ttl: int = Field(86_400, ge=1, description="Seconds a cached answer lives.")
+    cache_max_bytes: int = Field(1_000_000, ge=1, description="Largest answer stored in the cache.")
+    cache_lock_ttl: float = Field(120.0, gt=0, description="Seconds a single-flight lock lives before a waiter takes over.")
+
+    # --- budget ------------------------------------------------------------
+    gpu_type: str = Field("", description="RunPod GPU id, for the hourly rate from the price table.")
+    gpu_hourly_rate: float = Field(0.0, ge=0, description="USD per worker hour; 0: from GPU_TYPE's price.")
+    daily_budget_usd: float = Field(0.0, ge=0, description="Shared daily budget; 0: no limit.")
+    budget_timezone: str = Field("UTC", description="Time zone of the budget day.")
+    budget_alert_threshold: float = Field(0.8, gt=0, le=1, description="Fraction of the budget that fires the alert.")
+    budget_alert_webhook: str = Field("", description="URL POSTed once per day when the alert fires.")
+    budget_fail_mode: Literal["closed", "open"] = Field(
+        "closed", description="When Redis is down: refuse engine jobs (closed) or serve and reconcile (open)."
+    )
+    budget_scale_to_zero: bool = Field(False, description="On exhaustion, set the endpoint's workers to 0.")
+    seconds_per_token: float = Field(0.05, gt=0, description="Starting estimate for worst-case reservations.")
+
+    # --- RunPod ------------------------------------------------------------
+    runpod_endpoint_id: str = Field("", description="This endpoint's id (set by RunPod).")
+    runpod_api_key: str = Field("", description="API key for scale-to-zero calls.")
+
+    @field_validator("engine_extra_args")
+    @classmethod
+    def _extra_args_parse(cls, value: str) -> str:
+        shlex.split(value)
+        return value
+
+    @property
+    def extra_args(self) -> list[str]:
+        return shlex.split(self.engine_extra_args)
+
+
+def env_name(field: str) -> str:
+    return field.upper()
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from a mapping of environment variables (pure)."""
+    env = os.environ if env is None else env
+    values = {name: env[env_name(name)] for name in Settings.model_fields if env_name(name) in env}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{env_name(str(err['loc'][0])) if err['loc'] else '?'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc
