@@ -93,6 +93,8 @@ class Settings(BaseModel):
     budget_scale_to_zero: bool = Field(False, description="On exhaustion, set the endpoint's workers to 0.")
     seconds_per_token: float = Field(0.05, gt=0, description="Starting estimate for worst-case reservations.")
 
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Worker log level.")
+
     # --- RunPod ------------------------------------------------------------
     runpod_endpoint_id: str = Field("", description="This endpoint's id (set by RunPod).")
     runpod_api_key: str = Field("", description="API key for scale-to-zero calls.")

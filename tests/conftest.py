@@ -1,0 +1,62 @@
+"""Shared fixtures. Engine fixtures start one real vLLM engine per session and share it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from handler.app import App, create_app
+from handler.store import RedisStore, Store
+from handler.store_embedded import EmbeddedStore
+from tests.engine_support import require_model, settings_for
+from tests.redis_server import existing_or_new
+
+
+@pytest.fixture(scope="session")
+async def tiny_app() -> AsyncIterator[App]:
+    """A worker app over the tiny random model; its engine starts on the first cache miss."""
+    require_model("tiny")
+    app = create_app(settings_for("tiny", CACHE_NAMESPACE="tests-tiny"))
+    yield app
+    await app.aclose()
+
+
+# --- Redis and store fixtures (cache and budget tests) -------------------------------
+# A real Redis: REDIS_URL when a server answers there, else a private redis-server
+# started for the session. Each test gets its own CACHE_NAMESPACE; its keys are
+# flushed after it (the whole db when the server is private to this run).
+
+
+@pytest.fixture(scope="session")
+def redis_server_info() -> Iterator[tuple[str, bool]]:
+    with existing_or_new() as info:
+        yield info
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server_info: tuple[str, bool]) -> str:
+    return redis_server_info[0]
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.redis), "embedded"])
+async def store(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[Store]:
+    """The same tests run against both backends."""
+    if request.param == "embedded":
+        yield EmbeddedStore()
+        return
+    url, owned = request.getfixturevalue("redis_server_info")
+    redis_store = RedisStore(url)
+    yield redis_store
+    if owned:
+        await redis_store.client.flushdb()
+    else:
+        async for key in redis_store.client.scan_iter(match=f"*{namespace}*"):
+            await redis_store.client.delete(key)
+    await redis_store.close()

@@ -1,0 +1,38 @@
+"""Helpers for tests that run the real vLLM engine (CPU build)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from handler.settings import REPO_ROOT, Settings, load_settings
+
+MODELS_DIR = REPO_ROOT / "models"
+# Starting vLLM compiles the model first; for the tiny model that costs more than it saves.
+FAST_START_ARGS = "--enforce-eager"
+
+
+def worker_env(model: str = "tiny", **overrides: str) -> dict[str, str]:
+    """A worker environment that uses only what the test gives it (no baked manifest, no volume)."""
+    env = {
+        "EMBEDDED_MODEL": model,
+        "MODELS_DIR": str(MODELS_DIR),
+        "MODEL_MANIFEST": "/nonexistent/manifest.json",
+        "NETWORK_VOLUME_DIR": "/nonexistent",
+        "REDIS_URL": "",
+        "ENGINE_EXTRA_ARGS": FAST_START_ARGS if model == "tiny" else "",
+        "ENGINE_START_TIMEOUT": "900",
+    }
+    env.update(overrides)
+    return env
+
+
+def settings_for(model: str = "tiny", **overrides: str) -> Settings:
+    return load_settings(worker_env(model, **overrides))
+
+
+def require_model(name: str) -> Path:
+    folder = MODELS_DIR / name
+    if not (folder / "manifest.json").is_file():
+        raise RuntimeError(f"{folder} is not built: run `make models` (make test does it)")
+    return folder
+
