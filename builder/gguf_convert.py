@@ -41,13 +41,14 @@ def check_supported(header: GgufHeader, path: Path) -> None:
     """Raise UnsupportedModel naming what in `header` cannot be converted."""
     problems: list[str] = []
     if header.architecture not in SUPPORTED_ARCHITECTURES:
-        problems.append(
-            f"architecture {header.architecture!r} is not supported (supported: {', '.join(sorted(SUPPORTED_ARCHITECTURES))})"
-        )
+        supported = ", ".join(sorted(SUPPORTED_ARCHITECTURES))
+        problems.append(f"architecture {header.architecture!r} is not supported (supported: {supported})")
     bad = {name: count for name, count in header.tensor_types.items() if name not in SUPPORTED_TENSOR_TYPES}
     if bad:
         listed = ", ".join(f"{name} ({count} tensors)" for name, count in sorted(bad.items()))
-        problems.append(f"tensor type(s) {listed} cannot be dequantized (supported: {', '.join(sorted(SUPPORTED_TENSOR_TYPES))})")
+        problems.append(
+            f"tensor type(s) {listed} cannot be dequantized (supported: {', '.join(sorted(SUPPORTED_TENSOR_TYPES))})"
+        )
     if not header.tokenizer_model:
         problems.append("the file carries no tokenizer (tokenizer.ggml.model missing)")
     if header.tensor_count == 0:
@@ -128,5 +129,6 @@ def _clean_config(stage: Path, dtype: str) -> None:
     path = stage / "config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
     config.pop("quantization_config", None)
+    config.pop("_model_name_or_path", None)  # the GGUF's free-text name, not a path
     config["dtype"] = dtype
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")

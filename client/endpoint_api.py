@@ -1,11 +1,12 @@
 """The serverless endpoint API over HTTP (sync and async), and what its answers mean.
 
-The same routes the `runpod` SDK's `Endpoint` calls (`/runsync`, `/status`,
+The same routes the `runpod` SDK's `Endpoint` calls (`/run`, `/status`,
 `/cancel`, `/health`, under `runpod.endpoint_url_base`, which the SDK takes
 from RUNPOD_ENDPOINT_BASE_URL). The fallback client needs two things the SDK's
-`Endpoint.run_sync` does not give: the job id even when the caller's timeout
-passes (to cancel the job) and the `error` of a FAILED job (to tell the
-caller's bad input from a lost worker). Transport errors become
+`Endpoint.run_sync` does not give: the job id at once (its `/runsync` request
+gives none until it returns, so a job abandoned mid-request could not be
+cancelled) and the `error` of a FAILED job (`run_sync` returns None for it, so
+the caller's bad input could not be told from a lost worker). Transport errors become
 `AttemptFailed` with a `FailureReason` here, at the boundary.
 """
 
@@ -19,7 +20,6 @@ import httpx
 from client.errors import AttemptFailed, FailureReason, JobRejected
 
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
-MARGIN_S = 5.0  # HTTP read timeout beyond the server-side `wait`
 
 
 def default_base_url() -> str:
@@ -105,21 +105,19 @@ class EndpointAPI(_Base):
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, endpoint_id: str, method: str, route: str, *, timeout: float | None = None,
-              job_id: str | None = None, **kwargs: Any) -> dict[str, Any]:  # fmt: skip
+    def _call(self, endpoint_id: str, method: str, route: str, *, job_id: str | None = None,
+              **kwargs: Any) -> dict[str, Any]:  # fmt: skip
         try:
-            response = self._http.request(method, self.url(endpoint_id, route), timeout=timeout or self.request_timeout,
-                                          **kwargs)  # fmt: skip
+            response = self._http.request(method, self.url(endpoint_id, route), **kwargs)
             response.raise_for_status()
             body: dict[str, Any] = response.json()
         except (httpx.HTTPError, json.JSONDecodeError) as exc:
             raise _http_failure(endpoint_id, exc, job_id) from exc
         return body
 
-    def runsync(self, endpoint_id: str, job_input: Any, wait_s: float) -> dict[str, Any]:
-        wait_ms = max(1, int(wait_s * 1000))
-        return self._call(endpoint_id, "POST", f"runsync?wait={wait_ms}", json={"input": job_input},
-                          timeout=wait_s + MARGIN_S)  # fmt: skip
+    def run(self, endpoint_id: str, job_input: Any) -> dict[str, Any]:
+        """Queue a job (`/run`): the answer carries its id at once, so it can always be cancelled."""
+        return self._call(endpoint_id, "POST", "run", json={"input": job_input})
 
     def status(self, endpoint_id: str, job_id: str) -> dict[str, Any]:
         return self._call(endpoint_id, "GET", f"status/{job_id}", job_id=job_id)
@@ -143,21 +141,18 @@ class AsyncEndpointAPI(_Base):
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, endpoint_id: str, method: str, route: str, *, wait_budget: float | None = None,
+    async def _call(self, endpoint_id: str, method: str, route: str, *,
                     job_id: str | None = None, **kwargs: Any) -> dict[str, Any]:  # fmt: skip
         try:
-            response = await self._http.request(method, self.url(endpoint_id, route),
-                                                timeout=wait_budget or self.request_timeout, **kwargs)  # fmt: skip
+            response = await self._http.request(method, self.url(endpoint_id, route), **kwargs)
             response.raise_for_status()
             body: dict[str, Any] = response.json()
         except (httpx.HTTPError, json.JSONDecodeError) as exc:
             raise _http_failure(endpoint_id, exc, job_id) from exc
         return body
 
-    async def runsync(self, endpoint_id: str, job_input: Any, wait_s: float) -> dict[str, Any]:
-        wait_ms = max(1, int(wait_s * 1000))
-        return await self._call(endpoint_id, "POST", f"runsync?wait={wait_ms}", json={"input": job_input},
-                                wait_budget=wait_s + MARGIN_S)  # fmt: skip
+    async def run(self, endpoint_id: str, job_input: Any) -> dict[str, Any]:
+        return await self._call(endpoint_id, "POST", "run", json={"input": job_input})
 
     async def status(self, endpoint_id: str, job_id: str) -> dict[str, Any]:
         return await self._call(endpoint_id, "GET", f"status/{job_id}", job_id=job_id)

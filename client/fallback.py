@@ -53,6 +53,12 @@ class Policy:
     poll_max_s: float = 1.0
     cancel_attempts: int = 3
 
+    def backoff(self) -> wait_exponential_jitter:
+        """Exponential backoff from `backoff_initial_s`, capped, with up to one initial step of jitter."""
+        return wait_exponential_jitter(
+            multiplier=self.backoff_initial_s, max=self.backoff_max_s, jitter=self.backoff_initial_s
+        )
+
 
 @dataclass(frozen=True)
 class Attempt:
@@ -158,13 +164,13 @@ class FallbackClient:
             stops.append(lambda _state: self._clock() >= deadline)
         retrying = Retrying(
             retry=retry_if_exception(_transient), stop=stop_any(*stops), reraise=True, sleep=self._sleep,
-            wait=wait_exponential_jitter(initial=self.policy.backoff_initial_s, max=self.policy.backoff_max_s),
+            wait=self.policy.backoff(),
         )
         return retrying(fn)
 
     def _attempt(self, spec: EndpointSpec, job_input: Any, deadline: float, budget: float) -> tuple[Any, str | None]:
         ep = spec.endpoint_id
-        state = self._call(lambda: self.api.runsync(ep, job_input, max(0.001, deadline - self._clock())),
+        state = self._call(lambda: self.api.run(ep, job_input),
                            spec.max_attempts, deadline)  # fmt: skip
         job_id = state.get("id")
         delay = self.policy.poll_initial_s

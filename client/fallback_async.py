@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_any, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_any
 
 from client.breaker import CircuitBreaker
 from client.endpoint_api import FINAL_STATES, AsyncEndpointAPI, outcome
@@ -89,16 +89,18 @@ class AsyncFallbackClient:
             stops.append(lambda _state: self._clock() >= deadline)
         retrying = AsyncRetrying(
             retry=retry_if_exception(_transient), stop=stop_any(*stops), reraise=True,
-            wait=wait_exponential_jitter(initial=self.policy.backoff_initial_s, max=self.policy.backoff_max_s),
+            wait=self.policy.backoff(),
         )
-        result: T = await retrying(fn)
+        async for attempt in retrying:
+            with attempt:
+                result = await fn()
         return result
 
     async def _attempt(
         self, spec: EndpointSpec, job_input: Any, deadline: float, budget: float
     ) -> tuple[Any, str | None]:
         ep = spec.endpoint_id
-        state = await self._call(lambda: self.api.runsync(ep, job_input, max(0.001, deadline - self._clock())),
+        state = await self._call(lambda: self.api.run(ep, job_input),
                                  spec.max_attempts, deadline)  # fmt: skip
         job_id = state.get("id")
         delay = self.policy.poll_initial_s

@@ -143,7 +143,9 @@ class Budget:
         try:
             outcome = await self.store.budget_settle(day_keys, reservation.job_id, amount, self._alert_at)
         except StoreUnavailable:
-            self._pending.setdefault((reservation.day, reservation.job_id), amount)
+            if (reservation.day, reservation.job_id) not in self._pending:
+                self._pending[(reservation.day, reservation.job_id)] = amount
+                self._forget_reservation(reservation)
             return self._state(reservation.day, stale=True)
         self._known[reservation.day] = outcome.counts
         if outcome.alert:
@@ -157,8 +159,16 @@ class Budget:
         try:
             counts = await self.store.budget_release(keys.budget_day(self._ns, reservation.day), reservation.job_id)
         except StoreUnavailable:
-            return  # the reservation lapses by itself
+            self._forget_reservation(reservation)  # in Redis it lapses by itself
+            return
         self._known[reservation.day] = counts
+
+    def _forget_reservation(self, reservation: Reservation) -> None:
+        """Take a Redis-held reservation out of the local view (its job is settled or released)."""
+        known = self._known.get(reservation.day)
+        if known is not None and not reservation.local:
+            reserved = max(0, known.reserved - reservation.amount_micro)
+            self._known[reservation.day] = BudgetCounts(known.spent, reserved, known.jobs)
 
     async def state(self) -> BudgetState:
         day = self.today()

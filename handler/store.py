@@ -22,6 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import redis.asyncio as redis_asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from handler import store_lua
 from handler.errors import ConfigError, StoreUnavailable
 from handler.keys import JOBS_KEEP_SECONDS, STATE_KEEP_SECONDS, BudgetKeys
@@ -31,6 +38,7 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 1.0
 COMMAND_TIMEOUT_S = 2.0
+POOL_WAIT_S = 10.0  # a job waits this long for a free connection when all are busy
 RETRY_AFTER_S = 0.25  # after a failure, answer "unavailable" at once for this long
 
 
@@ -134,11 +142,7 @@ def redacted(url: str) -> str:
 class RedisStore(Store):
     kind = "redis"
 
-    def __init__(self, url: str, *, clock: Any = time.monotonic) -> None:
-        import redis.asyncio as redis_asyncio
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
+    def __init__(self, url: str, *, max_connections: int = 128, clock: Any = time.monotonic) -> None:
         scheme = urlsplit(url).scheme
         if scheme not in ("redis", "rediss", "unix"):
             raise ConfigError(f"REDIS_URL: scheme {scheme!r} is not redis://, rediss:// or unix://", field="REDIS_URL")
@@ -147,13 +151,17 @@ class RedisStore(Store):
         self._down_until = 0.0
         self._down = False
         # One immediate retry: a pooled connection may be stale after a server restart.
-        self._redis = redis_asyncio.Redis.from_url(
+        # A blocking pool: more concurrent jobs than connections wait for one, not fail.
+        pool = redis_asyncio.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=POOL_WAIT_S,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
             socket_timeout=COMMAND_TIMEOUT_S,
             retry=Retry(NoBackoff(), 1),
             decode_responses=False,
         )
+        self._redis = redis_asyncio.Redis.from_pool(pool)
         reg = self._redis.register_script
         self._reserve = reg(store_lua.RESERVE)
         self._settle = reg(store_lua.SETTLE)
@@ -170,10 +178,6 @@ class RedisStore(Store):
         return self._redis
 
     async def _call(self, what: str, awaitable: Any) -> Any:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import ReadOnlyError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
-
         if self._down and self._clock() < self._down_until:
             awaitable.close()
             raise StoreUnavailable(f"Redis at {self.url} is unreachable ({what} skipped)")
@@ -185,7 +189,7 @@ class RedisStore(Store):
                 self._down = True
                 log.warning(
                     "Redis at %s is unreachable (%s: %s): cache bypassed and budget in BUDGET_FAIL_MODE "
-                    "until it answers again",
+                    "until it is back",
                     self.url,
                     type(exc).__name__,
                     exc,
@@ -193,7 +197,7 @@ class RedisStore(Store):
             raise StoreUnavailable(f"Redis at {self.url} is unreachable during {what}: {exc}") from exc
         if self._down:
             self._down = False
-            log.warning("Redis at %s answers again", self.url)
+            log.warning("Redis at %s is reachable again", self.url)
         return result
 
     async def get(self, key: str) -> bytes | None:

@@ -43,17 +43,20 @@ def answers(url: str, timeout: float = 0.5) -> bool:
 class RedisServer:
     """A private redis-server on 127.0.0.1 with no persistence."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, data_dir: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not on PATH: install it (apt-get install redis-server)")
         self.binary = binary
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.data_dir = data_dir  # set: `stop(save=True)` keeps the data for the next start
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RedisServer:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        if self.data_dir:
+            args += ["--dir", self.data_dir, "--dbfilename", "test.rdb"]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not answers(self.url, timeout=0.2):
@@ -65,9 +68,16 @@ class RedisServer:
             time.sleep(0.05)
         return self
 
-    def stop(self) -> None:
+    def stop(self, *, save: bool = False) -> None:
         if self._proc is None:
             return
+        if save:
+            if not self.data_dir:
+                raise ValueError("stop(save=True) needs a RedisServer made with data_dir")
+            client = redis.Redis.from_url(self.url)
+            with contextlib.suppress(redis.ConnectionError):
+                client.shutdown(save=True)  # the server exits while answering
+            client.close()
         self._proc.terminate()
         try:
             self._proc.wait(timeout=5)

@@ -1,0 +1,136 @@
+"""The meter: jobs plus overhead add up to the worker's running seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from handler.billing import Meter, cost_usd, worst_case_usd
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_overlapping_jobs_share_seconds_by_tokens() -> None:
+    clock = FakeClock()
+    meter = Meter(0.05, clock=clock)
+    clock.advance(10)  # boot: overhead
+    meter.job_started("a")
+    clock.advance(4)  # a alone
+    meter.add_tokens("a", 10)
+    meter.job_started("b")
+    clock.advance(8)  # a and b: a 30 tokens, b 10 tokens
+    meter.add_tokens("a", 30)
+    meter.add_tokens("b", 10)
+    a = meter.job_finished("a")
+    clock.advance(2)  # b alone, no tokens reported: still b's
+    b = meter.job_finished("b")
+    clock.advance(5)  # idle
+    assert a == pytest.approx(4 + 6)
+    assert b == pytest.approx(2 + 2)
+    assert meter.overhead_seconds() == pytest.approx(15)
+    assert a + b + meter.overhead_seconds() == pytest.approx(meter.running_seconds())
+
+
+def test_equal_split_without_tokens_and_engine_start_is_overhead() -> None:
+    clock = FakeClock()
+    meter = Meter(0.05, clock=clock)
+    meter.job_started("a")
+    meter.engine_starting()
+    meter.job_started("b")
+    clock.advance(60)  # engine start: overhead, though two jobs wait
+    meter.engine_ready()
+    clock.advance(10)  # both run, no tokens reported: 5 s each
+    a = meter.job_finished("a")
+    b = meter.job_finished("b")
+    assert (a, b) == (pytest.approx(5), pytest.approx(5))
+    assert meter.overhead_seconds() == pytest.approx(60)
+
+
+def test_conservation_with_many_concurrent_jobs() -> None:
+    rng = random.Random(7)
+    clock = FakeClock()
+    meter = Meter(0.05, clock=clock)
+    running: list[str] = []
+    billed = 0.0
+    for step in range(5000):
+        clock.advance(rng.random() * 0.2)
+        roll = rng.random()
+        if roll < 0.3 and len(running) < 64:
+            job = f"j{step}"
+            meter.job_started(job)
+            running.append(job)
+        elif roll < 0.55 and running:
+            billed += meter.job_finished(running.pop(rng.randrange(len(running))))
+        elif roll < 0.56:
+            meter.engine_starting()
+            clock.advance(rng.random() * 5)
+            meter.engine_ready()
+        elif running:
+            meter.add_tokens(rng.choice(running), rng.randrange(0, 50))
+    for job in running:
+        billed += meter.job_finished(job)
+    clock.advance(3)
+    total = billed + meter.overhead_seconds()
+    assert total == pytest.approx(meter.running_seconds(), rel=0.01)
+    assert billed > 0 and meter.overhead_seconds() > 0
+
+
+async def test_conservation_on_the_real_clock() -> None:
+    meter = Meter(0.05)  # time.monotonic
+    rng = random.Random(3)
+
+    async def job(i: int) -> float:
+        await asyncio.sleep(rng.random() * 0.05)
+        meter.job_started(f"j{i}")
+        for _ in range(rng.randrange(1, 5)):
+            await asyncio.sleep(rng.random() * 0.02)
+            meter.add_tokens(f"j{i}", rng.randrange(1, 20))
+        return meter.job_finished(f"j{i}")
+
+    billed = sum(await asyncio.gather(*(job(i) for i in range(40))))
+    await asyncio.sleep(0.02)
+    running, overhead = meter.running_seconds(), meter.overhead_seconds()
+    assert billed + overhead == pytest.approx(running, rel=0.01)
+    assert billed < 40 * 0.15  # shared seconds are not summed wall times
+
+
+def test_seconds_per_token_estimate() -> None:
+    clock = FakeClock()
+    meter = Meter(0.05, clock=clock)
+    assert meter.seconds_per_token() == 0.05  # default before any data
+    for i, pace in enumerate([0.01, 0.02, 0.03, 0.04, 0.2]):
+        meter.job_started(f"j{i}")
+        meter.engine_starting()
+        clock.advance(30)  # waiting for the engine does not count
+        meter.engine_ready()
+        clock.advance(pace * 100)
+        meter.add_tokens(f"j{i}", 100)
+        meter.job_finished(f"j{i}")
+    assert meter.seconds_per_token() == pytest.approx(0.2)  # the 90th percentile: the slow one
+
+
+def test_unknown_or_duplicate_jobs_are_refused() -> None:
+    meter = Meter(0.05, clock=FakeClock())
+    with pytest.raises(KeyError, match="not being metered"):
+        meter.job_finished("nope")
+    with pytest.raises(KeyError, match="not being metered"):
+        meter.add_tokens("nope", 3)
+    meter.job_started("a")
+    with pytest.raises(ValueError, match="already"):
+        meter.job_started("a")
+
+
+def test_money() -> None:
+    assert cost_usd(3600, 2.0) == pytest.approx(2.0)
+    assert worst_case_usd(100, 0.036, 1.0) == pytest.approx(0.001)

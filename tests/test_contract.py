@@ -1,0 +1,96 @@
+"""The job contract, without an engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from handler.contract import CHAT_ROUTE, COMPLETIONS_ROUTE, EngineRequest, parse_job, parse_single
+from handler.errors import ValidationFailed
+from handler.settings import load_settings
+
+SETTINGS = load_settings({"DEFAULT_MAX_TOKENS": "100", "MAX_TOKENS_LIMIT": "500", "MAX_BATCH_SIZE": "3",
+                          "MAX_PROMPT_CHARS": "50"})  # fmt: skip
+
+
+def single(data: dict[str, Any]) -> EngineRequest:
+    return parse_single(data, SETTINGS)
+
+
+def test_prompt_job_fills_every_sampling_default() -> None:
+    req = single({"prompt": "hi"})
+    assert req.route == COMPLETIONS_ROUTE
+    assert req.body["max_tokens"] == 100
+    assert req.body["temperature"] == 1.0
+    assert {"top_p", "top_k", "min_p", "seed", "stop", "repetition_penalty", "n"} <= set(req.body)
+
+
+def test_omitted_and_explicit_defaults_give_the_same_body() -> None:
+    explicit = single({"prompt": "hi", "sampling_params": {"temperature": 1.0, "top_p": 1.0, "max_tokens": 100}})
+    assert explicit.body == single({"prompt": "hi"}).body
+
+
+def test_stop_string_becomes_a_list() -> None:
+    assert single({"prompt": "hi", "sampling_params": {"stop": "\n"}}).body["stop"] == ["\n"]
+
+
+def test_chat_job_keeps_messages() -> None:
+    req = single({"messages": [{"role": "user", "content": "hi"}], "stream": True})
+    assert req.route == CHAT_ROUTE and req.stream
+    assert req.body["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_openai_input_is_passed_through_with_defaults_and_without_model() -> None:
+    req = single({"openai_route": "/v1/chat/completions",
+                  "openai_input": {"model": "x", "messages": [{"role": "user", "content": "hi"}],
+                                   "max_completion_tokens": 7, "stream": True, "response_format": {"type": "text"}}})  # fmt: skip
+    assert req.openai and req.stream
+    assert "model" not in req.body and "stream" not in req.body
+    assert req.body["max_tokens"] == 7
+    assert req.body["response_format"] == {"type": "text"}
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"prompt": ""}, "prompt"),
+        ({"prompt": 3}, "prompt"),
+        ({"prompt": "x", "extra": 1}, "extra"),
+        ({"prompt": "x", "messages": []}, "input"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
+        ({"messages": [{"role": "user", "content": ""}]}, "messages.0.content"),
+        ({"prompt": "x", "sampling_params": {"temperature": -1}}, "sampling_params.temperature"),
+        ({"prompt": "x", "sampling_params": {"max_tokens": 501}}, "sampling_params.max_tokens"),
+        ({"prompt": "x" * 51}, "prompt"),
+        ({"prompt": "x", "cache": {"ttl": 0}}, "cache.ttl"),
+        ({"openai_route": "/v1/completions", "openai_input": {}}, "openai_input.prompt"),
+        ({"openai_route": "/v1/completions", "openai_input": {"prompt": "x", "max_tokens": 900}},
+         "openai_input.max_tokens"),
+        ("text", "input"),
+    ],
+)
+def test_bad_input_names_the_field(data: Any, field: str) -> None:
+    with pytest.raises(ValidationFailed) as info:
+        parse_job(data, SETTINGS)
+    assert info.value.field == field
+    assert field in info.value.message
+
+
+def test_batch_keeps_bad_items_in_place() -> None:
+    job = parse_job({"requests": [{"prompt": "a"}, {"prompt": ""}, {"prompt": "c", "stream": True}]}, SETTINGS)
+    assert job.batch
+    assert isinstance(job.items[0], EngineRequest)
+    assert isinstance(job.items[1], ValidationFailed) and job.items[1].field == "requests.1.prompt"
+    assert isinstance(job.items[2], ValidationFailed) and job.items[2].field == "requests.2.stream"
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [({"requests": []}, "requests"), ({"requests": [{"prompt": "a"}] * 4}, "requests"),
+     ({"requests": [{"prompt": "a"}], "stream": True}, "stream")],
+)  # fmt: skip
+def test_bad_batches_fail_as_a_whole(data: Any, field: str) -> None:
+    with pytest.raises(ValidationFailed) as info:
+        parse_job(data, SETTINGS)
+    assert info.value.field == field

@@ -1,0 +1,108 @@
+"""Engine life cycle with the real vLLM child: idle stop, lazy restart, crash, start failure."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+from typing import Any
+
+import orjson
+import pytest
+
+from handler.app import App, create_app
+from tests.engine_support import require_model, settings_for
+
+pytestmark = pytest.mark.engine
+
+
+def job(input_: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "life", "input": input_}
+
+
+SHORT = {"prompt": "Hello", "sampling_params": {"max_tokens": 4}, "cache": {"bypass": True}}
+LONG = {"prompt": "Go on", "sampling_params": {"max_tokens": 1500, "ignore_eos": True}, "cache": {"bypass": True}}
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def port_open(port: int) -> bool:
+    with contextlib.closing(socket.socket()) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def wait_for(predicate: Any, timeout: float) -> bool:
+    for _ in range(int(timeout * 10)):
+        if predicate():
+            return True
+        await asyncio.sleep(0.1)
+    return bool(predicate())
+
+
+async def test_idle_stop_lazy_restart_and_crash_recovery() -> None:
+    require_model("tiny")
+    app = create_app(settings_for("tiny", IDLE_TIMEOUT="2"))
+    try:
+        assert not app.engine.running  # lazy: nothing starts before the first miss
+        first = await app.handler(job(SHORT))
+        assert first["timings"]["engine_start_ms"] > 0
+        pid, port = app.engine.pid, app.engine.port
+        assert pid is not None and port is not None
+
+        # idle: the child is stopped and really gone (no process, no port)
+        assert await wait_for(lambda: not app.engine.running, 30)
+        assert await wait_for(lambda: not process_alive(pid), 15)
+        assert not port_open(port)
+
+        # the next job starts it again
+        second = await app.handler(job(SHORT))
+        assert second["usage"]["completion_tokens"] <= 4
+        assert app.engine.starts == 2
+        warm = await app.handler(job(SHORT))
+        assert warm["timings"]["engine_start_ms"] == 0
+
+        # SIGKILL mid-job: the job in flight fails clearly, the next one recovers
+        long_job = asyncio.create_task(app.handler(job(LONG)))
+        await asyncio.sleep(1.5)
+        assert app.engine.pid is not None
+        os.kill(app.engine.pid, signal.SIGKILL)
+        failed = await asyncio.wait_for(long_job, 60)
+        err = orjson.loads(failed["error"])
+        assert err["type"] == "engine_crashed"
+        assert "restarts" in err["message"]
+        recovered = await app.handler(job(SHORT))
+        assert recovered["usage"]["completion_tokens"] <= 4
+        assert app.engine.starts == 3
+    finally:
+        await app.aclose()
+
+
+async def test_start_failure_is_clear_keeps_the_worker_and_asks_for_refresh(tmp_path: Any) -> None:
+    missing = tmp_path / "no-such-model"
+    app: App = create_app(settings_for("tiny", MODEL_NAME=str(missing), ENGINE_MAX_START_FAILURES="2",
+                                       ENGINE_EXTRA_ARGS=""))  # fmt: skip
+    try:
+        out = await app.handler(job(SHORT))
+        err = orjson.loads(out["error"])
+        assert err["type"] == "engine_start_failed"
+        assert "engine log" in err["message"]  # the child's last lines come with it
+        assert "refresh_worker" not in out
+
+        # the worker keeps serving: validation still answers, no engine needed
+        bad = orjson.loads((await app.handler(job({"prompt": ""})))["error"])
+        assert bad["type"] == "validation_error"
+
+        again = await app.handler(job(SHORT))
+        assert orjson.loads(again["error"])["type"] == "engine_start_failed"
+        assert again["refresh_worker"] is True  # RunPod replaces the worker after repeated failures
+        assert not app.engine.running
+    finally:
+        await app.aclose()

@@ -1,0 +1,142 @@
+"""Redis goes away mid-run (a real redis-server stopped and started again)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from handler import keys
+from handler.budget import Budget
+from handler.cache import CacheOptions, ResponseCache
+from handler.errors import BudgetExceeded, BudgetUnavailable
+from handler.settings import load_settings
+from handler.store import RETRY_AFTER_S, RedisStore, open_store
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.redis
+
+FINGERPRINT = {"model": "tiny", "revision": "r1"}
+BODY = {"prompt": "hello", "temperature": 0, "max_tokens": 8}
+ANSWER = {"choices": [{"text": " world"}]}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server this test may stop and start; its data survives `stop(save=True)`."""
+    redis = RedisServer(data_dir=str(tmp_path)).start()
+    yield redis
+    redis.stop()
+
+
+@pytest.fixture
+async def store(server: RedisServer) -> AsyncIterator[RedisStore]:
+    redis_store = RedisStore(server.url)
+    yield redis_store
+    await redis_store.close()
+
+
+def settings_for(server: RedisServer, **env: str) -> dict[str, str]:
+    return {"REDIS_URL": server.url, "DAILY_BUDGET_USD": "1.0", "GPU_HOURLY_RATE": "3.6", **env}
+
+
+async def back_up(server: RedisServer) -> None:
+    server.start()
+    await asyncio.sleep(RETRY_AFTER_S + 0.05)  # past the store's short "still down" window
+
+
+def warnings(caplog: pytest.LogCaptureFixture, text: str) -> int:
+    return len([r for r in caplog.records if r.levelno == logging.WARNING and text in r.getMessage()])
+
+
+async def test_cache_is_bypassed_with_one_warning_per_outage(
+    server: RedisServer, store: RedisStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    cache = ResponseCache(store, load_settings(settings_for(server)), FINGERPRINT)
+    options = CacheOptions()
+    key = cache.key_for("/v1/completions", BODY, options)
+    assert key is not None
+    assert await cache.put(key, ANSWER)
+    assert await cache.get(key, options) == ANSWER
+
+    server.stop()
+    for _ in range(20):  # jobs keep coming during the outage: every one is a miss, none fails
+        assert await cache.get(key, options) is None
+        async with cache.flight(key, options) as flight:
+            assert flight.result is None  # generate without the shared lock
+            await flight.store(ANSWER, None)
+        await cache.record(hit=False, saved_usd=0.0)
+        await asyncio.sleep(0.02)
+    assert warnings(caplog, "unreachable") == 1
+
+    await back_up(server)  # empty: this server was stopped without saving
+    assert await cache.get(key, options) is None
+    assert await cache.put(key, ANSWER)
+    assert await cache.get(key, options) == ANSWER
+    assert warnings(caplog, "reachable again") == 1
+
+    server.stop()
+    assert await cache.get(key, options) is None
+    assert warnings(caplog, "unreachable") == 2  # a new outage, a new warning
+
+
+async def test_budget_closed_refuses_during_the_outage(server: RedisServer, store: RedisStore) -> None:
+    budget = Budget(store, load_settings(settings_for(server, BUDGET_FAIL_MODE="closed")))
+    running = await budget.reserve("before", 0.2)
+    server.stop(save=True)
+    with pytest.raises(BudgetUnavailable) as refused:
+        await budget.reserve("during", 0.1)
+    assert refused.value.type == "budget_unavailable"
+    state = await budget.settle(running, 0.15)  # the job that already ran is still accounted
+    assert state.stale and state.spent_usd == pytest.approx(0.15)
+    await back_up(server)
+    state = await budget.state()
+    assert not state.stale
+    assert (state.spent_usd, state.reserved_usd) == (pytest.approx(0.15), 0.0)
+    assert await budget.reserve("after", 0.1)
+
+
+async def test_budget_open_serves_and_reconciles(
+    server: RedisServer, store: RedisStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    budget = Budget(store, load_settings(settings_for(server, BUDGET_FAIL_MODE="open")))
+    other_worker = Budget(store, load_settings(settings_for(server, BUDGET_FAIL_MODE="open")))
+    await budget.settle(await budget.reserve("a", 0.3), 0.2)
+    in_flight = await budget.reserve("b", 0.3)  # reserved in Redis, settled during the outage
+
+    server.stop(save=True)
+    local = await budget.reserve("c", 0.3)
+    assert local.local
+    await budget.settle(in_flight, 0.25)
+    await budget.settle(local, 0.3)
+    state = await budget.state()
+    assert state.stale and state.spent_usd == pytest.approx(0.75)
+    with pytest.raises(BudgetExceeded):  # what this worker knows still limits it
+        await budget.reserve("d", 0.3)
+    released = await budget.reserve("e", 0.1)
+    await budget.release(released)
+
+    await back_up(server)
+    assert (await other_worker.state()).spent_usd == pytest.approx(0.2)  # not replayed yet
+    state = await budget.state()  # replays the two settlements
+    assert not state.stale
+    assert (state.spent_usd, state.reserved_usd, state.jobs) == (pytest.approx(0.75), 0.0, 3)
+    await budget.settle(in_flight, 0.25)  # idempotent after the replay too
+    assert (await other_worker.state()).spent_usd == pytest.approx(0.75)
+    day = keys.budget_day("default", budget.today())
+    assert int(await store.client.hget(day.state, "spent")) == 750_000
+    assert warnings(caplog, "replayed 2 settlement") == 1
+
+
+async def test_open_store_survives_an_unreachable_redis(caplog: pytest.LogCaptureFixture) -> None:
+    down = RedisServer()  # never started: nothing listens on its port
+    store = await open_store(load_settings({"REDIS_URL": down.url}))
+    assert store.kind == "redis"
+    assert warnings(caplog, "unreachable") == 1
+    await store.close()
+    embedded = await open_store(load_settings({}))
+    assert embedded.kind == "embedded"
