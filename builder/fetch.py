@@ -31,11 +31,13 @@ from builder.gguf_convert import DTYPES, check_supported, convert_gguf, inspect_
 from builder.gguf_source import KNOWN, KnownGguf, locate
 from builder.hub import HubDownload, allow_patterns, hub_token, is_commit, parse_hub_uri, snapshot_download_fn
 from builder.manifest import (
+    FileEntry,
     Manifest,
     ManifestError,
     Source,
     SourceKind,
     check_files,
+    files_digest,
     hash_files,
     read_manifest,
     sha256_file,
@@ -126,14 +128,9 @@ def fetch(source: str, out: Path, options: FetchOptions | None = None) -> FetchR
 def _fetch_gguf(spec: SourceSpec, out: Path, existing: Manifest | None, opts: FetchOptions) -> FetchResult:
     if opts.dtype not in DTYPES:
         raise SourceError(f"--dtype {opts.dtype!r} is not one of {', '.join(DTYPES)}")
-    source = Source(kind="gguf", uri=spec.uri)
     wanted_sha = spec.known.sha256 if spec.known else sha256_file(spec.path) if spec.path else ""
-    if (
-        _intact(out, existing, source)
-        and existing is not None
-        and existing.dtype == opts.dtype
-        and existing.extra.get("gguf", {}).get("sha256") == wanted_sha
-    ):
+    source = Source(kind="gguf", uri=spec.uri, revision=f"sha256:{wanted_sha}")
+    if _intact(out, existing, source) and existing is not None and existing.dtype == opts.dtype:
         return FetchResult(out, existing, up_to_date=True)
     path = locate(spec.known, opts.cache_dir) if spec.known else spec.path
     assert path is not None
@@ -168,7 +165,9 @@ def _fetch_hub(spec: SourceSpec, out: Path, existing: Manifest | None, opts: Fet
     download = opts.hub_download or snapshot_download_fn()
     folder = download(repo_id, revision, allow_patterns(), hub_token(opts.env))
     resolved = folder.name if is_commit(folder.name) else ""
-    return from_folder(folder, None, out, existing, source=source, name=repo_id, extra={"resolved_revision": resolved})
+    return from_folder(
+        folder, None, out, existing, source=source, name=repo_id, extra={"resolved_revision": resolved}, link=True
+    )
 
 
 def _fetch_s3(spec: SourceSpec, out: Path, existing: Manifest | None, opts: FetchOptions) -> FetchResult:
@@ -182,6 +181,13 @@ def _fetch_s3(spec: SourceSpec, out: Path, existing: Manifest | None, opts: Fetc
     cache.mkdir(parents=True, exist_ok=True)
     files = download(spec.uri, cache)
     return from_folder(cache, files, out, existing, source=Source(kind="s3", uri=spec.uri), link=True)
+
+
+def _content_source(source: Source, entries: list[FileEntry]) -> Source:
+    """Sources without a revision of their own get the content digest of their files."""
+    if source.revision:
+        return source
+    return source.model_copy(update={"revision": f"sha256:{files_digest(entries)}"})
 
 
 def _config(folder: Path) -> dict[str, Any]:
@@ -207,6 +213,8 @@ def from_folder(
 ) -> FetchResult:
     """Copy (or hard-link) the files vLLM needs from `folder` into `out` with a manifest."""
     folder = folder.resolve()
+    if out == folder or out.is_relative_to(folder) or folder.is_relative_to(out):
+        raise SourceError(f"--out {out} overlaps the source folder {folder}: choose a separate output folder")
     candidates = files if files is not None else [p for p in folder.rglob("*") if p.is_file()]
     selected = sorted(
         {rel for p in candidates if wanted_by_vllm(rel := Path(p).resolve().relative_to(folder).as_posix())}
@@ -216,6 +224,7 @@ def from_folder(
     if not any(rel.endswith(".safetensors") for rel in selected):
         raise SourceError(f"{source.uri}: no *.safetensors weights (only safetensors are fetched)")
     entries = hash_files(folder, selected)
+    source = _content_source(source, entries)
     if _intact(out, existing, source) and existing is not None and existing.files == entries:
         return FetchResult(out, existing, up_to_date=True)
     config = _config(folder)

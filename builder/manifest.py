@@ -15,6 +15,7 @@ Stable API (other builder commands and the worker rely on it)::
     hash_files(dir, only=None)          -> list[FileEntry]: every file under dir except manifest.json
                                         (or only the given relative paths), sorted by path
     sha256_file(path) -> str            streamed SHA-256 of one file
+    files_digest(entries) -> str        one SHA-256 over a file list (a content id)
     check_files(dir, m, deep=False)     problems (list[str]) between the folder and m.files;
                                         sizes only, or sizes and SHA-256 when deep
     write_manifest(dir, m) -> Path      writes dir/manifest.json (atomically)
@@ -23,7 +24,9 @@ Stable API (other builder commands and the worker rely on it)::
 Manifest fields:
     format_version  FORMAT_VERSION when written; a newer one is refused when read
     name            human name or hub id ("HuggingFaceTB/SmolLM2-135M-Instruct", "tiny-llama")
-    source          where the files came from (kind, uri, revision: "" when not applicable)
+    source          where the files came from. revision: the hub revision asked for; for the
+                    other kinds a content id ("sha256:<GGUF file>", "sha256:<files_digest>",
+                    "seed=N"), so it changes whenever the weights do (the worker's cache keys use it)
     files           size and SHA-256 of every file in the folder (manifest.json excluded)
     quantization    "" (none) or "awq"
     dtype           weight dtype written ("float16", "float32", "bfloat16"; "" unknown)
@@ -136,6 +139,14 @@ def hash_files(folder: Path, only: Iterable[str] | None = None) -> list[FileEntr
                 )
             )
     return entries
+
+
+def files_digest(entries: Iterable[FileEntry]) -> str:
+    """One SHA-256 over a file list (paths, sizes, hashes): a content id for sources with no revision."""
+    digest = hashlib.sha256()
+    for entry in sorted(entries, key=lambda e: e.path):
+        digest.update(f"{entry.path}\0{entry.size}\0{entry.sha256}\n".encode())
+    return digest.hexdigest()
 
 
 def check_files(folder: Path, manifest: Manifest, *, deep: bool = False) -> list[str]:

@@ -28,8 +28,9 @@ VLLM_FILE_PATTERNS: tuple[str, ...] = (
 
 def wanted_by_vllm(relative_path: str) -> bool:
     """True when a file (path relative to the model folder) is one vLLM needs."""
-    name = relative_path.rsplit("/", 1)[-1]
-    if name == "manifest.json" or name.startswith("."):
+    parts = relative_path.split("/")
+    name = parts[-1]
+    if name == "manifest.json" or any(part.startswith(".") for part in parts):
         return False
     return any(fnmatch.fnmatch(name, pattern) for pattern in VLLM_FILE_PATTERNS)
 

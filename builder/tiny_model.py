@@ -122,7 +122,7 @@ def build(out: Path, seed: int) -> Manifest:
         _drop_version_keys(stage)
         manifest = Manifest(
             name=NAME,
-            source=Source(kind="tiny", uri=f"tiny-model:seed={seed}"),
+            source=Source(kind="tiny", uri="tiny-model", revision=f"seed={seed}"),
             files=hash_files(stage),
             dtype="float32",
             max_model_len=ARCH["max_position_embeddings"],

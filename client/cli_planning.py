@@ -6,7 +6,14 @@ import argparse
 import os
 from pathlib import Path
 
-from client.planning import SPOT_CASES, cold_starts_per_day, compare_with_apis, estimate_monthly, plan_budget, spot_advice
+from client.planning import (
+    SPOT_CASES,
+    cold_starts_per_day,
+    compare_with_apis,
+    estimate_monthly,
+    plan_budget,
+    spot_advice,
+)
 from client.prices import PriceTable, load_prices
 from client.tables import as_json, pairs, table
 
@@ -26,16 +33,36 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     prices = prices_of(args)
     gpus = [prices.gpu(name) for name in args.gpu] if args.gpu else list(prices.by_vram())
     starts = cold_starts_per_day(args.cold_starts)
-    results = [estimate_monthly(g, args.requests_per_day, args.seconds_per_request, cold_starts=starts,
-                                cold_start_seconds=args.cold_start_seconds,
-                                idle_seconds_per_start=args.idle_seconds, days=args.days) for g in gpus]  # fmt: skip
+    results = [
+        estimate_monthly(
+            g,
+            args.requests_per_day,
+            args.seconds_per_request,
+            cold_starts=starts,
+            cold_start_seconds=args.cold_start_seconds,
+            idle_seconds_per_start=args.idle_seconds,
+            days=args.days,
+        )
+        for g in gpus
+    ]
     if args.json:
         print(as_json([r.to_dict() for r in results]))
         return 0
-    print(f"{args.requests_per_day:g} requests/day x {args.seconds_per_request:g} s, {starts:g} cold starts/day x "
-          f"{args.cold_start_seconds:g} s (+{args.idle_seconds:g} s idle), {args.days} days")  # fmt: skip
-    rows = [(r.gpu, r.total_hours, r.on_demand_hourly, r.on_demand_monthly,
-             f"{r.spot_hourly:g}{'*' if r.spot_estimated else ''}", r.spot_monthly) for r in results]  # fmt: skip
+    print(
+        f"{args.requests_per_day:g} requests/day x {args.seconds_per_request:g} s, {starts:g} cold starts/day x "
+        f"{args.cold_start_seconds:g} s (+{args.idle_seconds:g} s idle), {args.days} days"
+    )
+    rows = [
+        (
+            r.gpu,
+            r.total_hours,
+            r.on_demand_hourly,
+            r.on_demand_monthly,
+            f"{r.spot_hourly:g}{'*' if r.spot_estimated else ''}",
+            r.spot_monthly,
+        )
+        for r in results
+    ]
     print(table(["GPU", "hours/month", "$/h on-demand", "$/month on-demand", "$/h spot", "$/month spot"], rows))
     if any(r.spot_estimated for r in results):
         print(f"* spot rate estimated as {1 - prices.default_spot_discount:.0%} of on-demand (no published figure)")
@@ -47,15 +74,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.self_hosted_monthly is not None:
         self_hosted = args.self_hosted_monthly
     else:
-        est = estimate_monthly(prices.gpu(args.gpu), args.monthly_requests / args.days, args.seconds_per_request,
-                               cold_starts=cold_starts_per_day(args.cold_starts), days=args.days)  # fmt: skip
+        est = estimate_monthly(
+            prices.gpu(args.gpu),
+            args.monthly_requests / args.days,
+            args.seconds_per_request,
+            cold_starts=cold_starts_per_day(args.cold_starts),
+            days=args.days,
+        )
         self_hosted = est.spot_monthly if args.spot else est.on_demand_monthly
     result = compare_with_apis(prices, args.monthly_requests, args.input_tokens, args.output_tokens, self_hosted)
     if args.json:
         print(as_json(result.to_dict()))
         return 0
-    print(f"{result.monthly_input_tokens:,.0f} input + {result.monthly_output_tokens:,.0f} output tokens a month; "
-          f"self-hosted ${result.self_hosted_monthly:,.2f} (${result.self_hosted_per_million:g} per million tokens)")  # fmt: skip
+    print(
+        f"{result.monthly_input_tokens:,.0f} input + {result.monthly_output_tokens:,.0f} output tokens a month; "
+        f"self-hosted ${result.self_hosted_monthly:,.2f} (${result.self_hosted_per_million:g} per million tokens)"
+    )
     rows = [(name, cost, result.savings[name]) for name, cost in result.api_monthly.items()]
     print(table(["API", "$/month", "self-hosted saves $/month"], rows))
     return 0
@@ -63,32 +97,60 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_plan_budget(args: argparse.Namespace) -> int:
     prices = prices_of(args)
-    plan = plan_budget(prices.gpu(args.gpu), args.monthly_budget, tier=args.tier, utilization=args.utilization,
-                       days=args.days, cap=args.cap)  # fmt: skip
+    plan = plan_budget(
+        prices.gpu(args.gpu),
+        args.monthly_budget,
+        tier=args.tier,
+        utilization=args.utilization,
+        days=args.days,
+        cap=args.cap,
+    )
     if args.json:
         print(as_json(plan.to_dict()))
         return 0
-    print(pairs([("GPU", f"{plan.gpu} ({plan.tier}, ${plan.hourly_rate:g}/h)"), ("monthly budget", plan.monthly_budget),
-                 ("daily budget (DAILY_BUDGET_USD)", plan.daily_budget),
-                 ("worker-hours a day", plan.max_worker_hours_per_day), ("assumed utilization", plan.utilization),
-                 ("workers_max", plan.workers_max), ("expected daily spend", plan.expected_daily_spend),
-                 ("worst-case daily spend", plan.worst_case_daily_spend), ("within budget at worst", plan.guaranteed),
-                 ("note", plan.note)]))  # fmt: skip
+    print(
+        pairs(
+            [
+                ("GPU", f"{plan.gpu} ({plan.tier}, ${plan.hourly_rate:g}/h)"),
+                ("monthly budget", plan.monthly_budget),
+                ("daily budget (DAILY_BUDGET_USD)", plan.daily_budget),
+                ("worker-hours a day", plan.max_worker_hours_per_day),
+                ("assumed utilization", plan.utilization),
+                ("workers_max", plan.workers_max),
+                ("expected daily spend", plan.expected_daily_spend),
+                ("worst-case daily spend", plan.worst_case_daily_spend),
+                ("within budget at worst", plan.guaranteed),
+                ("note", plan.note),
+            ]
+        )
+    )
     return 0
 
 
 def cmd_spot(args: argparse.Namespace) -> int:
     prices = prices_of(args)
-    advice = spot_advice(args.use_case, interruptible=args.interruptible, latency_sensitive=args.latency_sensitive,
-                         streaming=args.streaming, gpu=prices.gpu(args.gpu) if args.gpu else None)  # fmt: skip
+    advice = spot_advice(
+        args.use_case,
+        interruptible=args.interruptible,
+        latency_sensitive=args.latency_sensitive,
+        streaming=args.streaming,
+        gpu=prices.gpu(args.gpu) if args.gpu else None,
+    )
     if args.json:
         print(as_json(advice.to_dict()))
         return 0
-    rows: list[tuple[str, object]] = [("use case", advice.use_case), ("suits spot", advice.suits_spot),
-                                      ("why", advice.reason)]  # fmt: skip
+    rows: list[tuple[str, object]] = [
+        ("use case", advice.use_case),
+        ("suits spot", advice.suits_spot),
+        ("why", advice.reason),
+    ]
     if advice.gpu:
-        rows += [("GPU", advice.gpu), ("on-demand $/h", advice.on_demand_hourly), ("spot $/h", advice.spot_hourly),
-                 ("spot saves", f"{advice.saving_percent}%")]  # fmt: skip
+        rows += [
+            ("GPU", advice.gpu),
+            ("on-demand $/h", advice.on_demand_hourly),
+            ("spot $/h", advice.spot_hourly),
+            ("spot saves", f"{advice.saving_percent}%"),
+        ]
     print(pairs(rows))
     return 0
 
@@ -100,7 +162,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--seconds-per-request", type=float, required=True)
     p.add_argument("--cold-starts", default="hourly", help="per day: a number, or hourly (24), daily (1), rarely (0.1)")
     p.add_argument("--cold-start-seconds", type=float, default=45.0)
-    p.add_argument("--idle-seconds", type=float, default=0.0, help="billed idle seconds after each start (idle_timeout)")
+    p.add_argument(
+        "--idle-seconds", type=float, default=0.0, help="billed idle seconds after each start (idle_timeout)"
+    )
     p.add_argument("--days", type=int, default=30)
     _common(p)
     p.set_defaults(func=cmd_estimate)

@@ -45,8 +45,9 @@ def _http_failure(endpoint_id: str, exc: Exception, job_id: str | None = None) -
             reason = FailureReason.HTTP_ERROR
         return AttemptFailed(endpoint_id, reason, f"HTTP {status} from {exc.request.url.path}", job_id=job_id)
     if isinstance(exc, httpx.TimeoutException):
-        return AttemptFailed(endpoint_id, FailureReason.TIMEOUT, f"no answer in time ({type(exc).__name__})",
-                             job_id=job_id)  # fmt: skip
+        return AttemptFailed(
+            endpoint_id, FailureReason.TIMEOUT, f"no answer in time ({type(exc).__name__})", job_id=job_id
+        )
     return AttemptFailed(endpoint_id, FailureReason.CONNECTION, f"{type(exc).__name__}: {exc}", job_id=job_id)
 
 
@@ -68,15 +69,17 @@ def outcome(endpoint_id: str, state: dict[str, Any], no_fallback_types: frozense
     if status == "COMPLETED":
         return state.get("output")
     if status == "TIMED_OUT":
-        raise AttemptFailed(endpoint_id, FailureReason.TIMEOUT, "the endpoint's execution timeout passed",
-                            job_id=job_id)  # fmt: skip
+        raise AttemptFailed(
+            endpoint_id, FailureReason.TIMEOUT, "the endpoint's execution timeout passed", job_id=job_id
+        )
     if status == "CANCELLED":
         raise AttemptFailed(endpoint_id, FailureReason.JOB_ERROR, "the job was cancelled", job_id=job_id)
     error = state.get("error")
     parsed = worker_error(error)
     if parsed is None:  # FAILED with no worker error object: the worker crashed or vanished (preempted)
-        raise AttemptFailed(endpoint_id, FailureReason.PREEMPTED, f"job failed without a worker error: {error!s:.300}",
-                            job_id=job_id)  # fmt: skip
+        raise AttemptFailed(
+            endpoint_id, FailureReason.PREEMPTED, f"job failed without a worker error: {error!s:.300}", job_id=job_id
+        )
     message = f"{parsed['type']}: {parsed.get('message', '')}"
     if parsed["type"] in no_fallback_types:
         raise JobRejected(endpoint_id, FailureReason.REJECTED, message, job_id=job_id, worker_error=parsed)
@@ -96,8 +99,14 @@ class _Base:
 class EndpointAPI(_Base):
     """Blocking calls (httpx.Client). `transport` is injectable, as httpx allows."""
 
-    def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
-                 transport: httpx.BaseTransport | None = None, request_timeout: float = 10.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        request_timeout: float = 10.0,
+    ) -> None:
         super().__init__(base_url, api_key)
         self.request_timeout = request_timeout
         self._http = httpx.Client(headers=self.headers, transport=transport, timeout=request_timeout)
@@ -105,8 +114,9 @@ class EndpointAPI(_Base):
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, endpoint_id: str, method: str, route: str, *, job_id: str | None = None,
-              **kwargs: Any) -> dict[str, Any]:  # fmt: skip
+    def _call(
+        self, endpoint_id: str, method: str, route: str, *, job_id: str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         try:
             response = self._http.request(method, self.url(endpoint_id, route), **kwargs)
             response.raise_for_status()
@@ -132,8 +142,14 @@ class EndpointAPI(_Base):
 class AsyncEndpointAPI(_Base):
     """The same calls on httpx.AsyncClient."""
 
-    def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
-                 transport: httpx.AsyncBaseTransport | None = None, request_timeout: float = 10.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        request_timeout: float = 10.0,
+    ) -> None:
         super().__init__(base_url, api_key)
         self.request_timeout = request_timeout
         self._http = httpx.AsyncClient(headers=self.headers, transport=transport, timeout=request_timeout)
@@ -141,8 +157,9 @@ class AsyncEndpointAPI(_Base):
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, endpoint_id: str, method: str, route: str, *,
-                    job_id: str | None = None, **kwargs: Any) -> dict[str, Any]:  # fmt: skip
+    async def _call(
+        self, endpoint_id: str, method: str, route: str, *, job_id: str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         try:
             response = await self._http.request(method, self.url(endpoint_id, route), **kwargs)
             response.raise_for_status()

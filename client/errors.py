@@ -55,7 +55,12 @@ class DeployError(ClientError):
 
 class AttemptFailed(ClientError):
     def __init__(
-        self, endpoint_id: str, reason: FailureReason, message: str, *, job_id: str | None = None,
+        self,
+        endpoint_id: str,
+        reason: FailureReason,
+        message: str,
+        *,
+        job_id: str | None = None,
         worker_error: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(f"endpoint {endpoint_id}: {reason.value}: {message}")

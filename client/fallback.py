@@ -106,9 +106,16 @@ def _transient(exc: BaseException) -> bool:
 class FallbackClient:
     """Blocking client. `api` defaults to `EndpointAPI()` (the SDK's base URL and API key)."""
 
-    def __init__(self, pair: TierPair, *, api: EndpointAPI | None = None, policy: Policy | None = None,
-                 breaker: CircuitBreaker | None = None, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self,
+        pair: TierPair,
+        *,
+        api: EndpointAPI | None = None,
+        policy: Policy | None = None,
+        breaker: CircuitBreaker | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.pair = pair
         self.api = api or EndpointAPI()
         self.policy = policy or Policy()
@@ -140,8 +147,11 @@ class FallbackClient:
                 if budget <= 0:
                     raise AttemptFailed(spec.endpoint_id, FailureReason.TIMEOUT, "no time left of the caller's timeout")
                 if not last and self.breaker.is_open(spec.endpoint_id):
-                    raise AttemptFailed(spec.endpoint_id, FailureReason.CIRCUIT_OPEN,
-                                        self.breaker.reasons.get(spec.endpoint_id, "out of rotation"))  # fmt: skip
+                    raise AttemptFailed(
+                        spec.endpoint_id,
+                        FailureReason.CIRCUIT_OPEN,
+                        self.breaker.reasons.get(spec.endpoint_id, "out of rotation"),
+                    )
                 output, job_id = self._attempt(spec, job_input, t0 + budget, budget)
             except JobRejected as exc:
                 attempts.append(failed_attempt(tier, exc, self._clock() - t0))
@@ -163,15 +173,17 @@ class FallbackClient:
         if deadline is not None:
             stops.append(lambda _state: self._clock() >= deadline)
         retrying = Retrying(
-            retry=retry_if_exception(_transient), stop=stop_any(*stops), reraise=True, sleep=self._sleep,
+            retry=retry_if_exception(_transient),
+            stop=stop_any(*stops),
+            reraise=True,
+            sleep=self._sleep,
             wait=self.policy.backoff(),
         )
         return retrying(fn)
 
     def _attempt(self, spec: EndpointSpec, job_input: Any, deadline: float, budget: float) -> tuple[Any, str | None]:
         ep = spec.endpoint_id
-        state = self._call(lambda: self.api.run(ep, job_input),
-                           spec.max_attempts, deadline)  # fmt: skip
+        state = self._call(lambda: self.api.run(ep, job_input), spec.max_attempts, deadline)
         job_id = state.get("id")
         delay = self.policy.poll_initial_s
         while state.get("status") not in FINAL_STATES:

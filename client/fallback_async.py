@@ -33,9 +33,14 @@ T = TypeVar("T")
 
 class AsyncFallbackClient:
     def __init__(
-        self, pair: TierPair, *, api: AsyncEndpointAPI | None = None, policy: Policy | None = None,
-        breaker: CircuitBreaker | None = None, clock: Callable[[], float] = time.monotonic,
-    ) -> None:  # fmt: skip
+        self,
+        pair: TierPair,
+        *,
+        api: AsyncEndpointAPI | None = None,
+        policy: Policy | None = None,
+        breaker: CircuitBreaker | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.pair = pair
         self.api = api or AsyncEndpointAPI()
         self.policy = policy or Policy()
@@ -66,8 +71,11 @@ class AsyncFallbackClient:
                 if budget <= 0:
                     raise AttemptFailed(spec.endpoint_id, FailureReason.TIMEOUT, "no time left of the caller's timeout")
                 if not last and self.breaker.is_open(spec.endpoint_id):
-                    raise AttemptFailed(spec.endpoint_id, FailureReason.CIRCUIT_OPEN,
-                                        self.breaker.reasons.get(spec.endpoint_id, "out of rotation"))  # fmt: skip
+                    raise AttemptFailed(
+                        spec.endpoint_id,
+                        FailureReason.CIRCUIT_OPEN,
+                        self.breaker.reasons.get(spec.endpoint_id, "out of rotation"),
+                    )
                 output, job_id = await self._attempt(spec, job_input, t0 + budget, budget)
             except JobRejected as exc:
                 attempts.append(failed_attempt(tier, exc, self._clock() - t0))
@@ -88,7 +96,9 @@ class AsyncFallbackClient:
         if deadline is not None:
             stops.append(lambda _state: self._clock() >= deadline)
         retrying = AsyncRetrying(
-            retry=retry_if_exception(_transient), stop=stop_any(*stops), reraise=True,
+            retry=retry_if_exception(_transient),
+            stop=stop_any(*stops),
+            reraise=True,
             wait=self.policy.backoff(),
         )
         async for attempt in retrying:
@@ -100,8 +110,7 @@ class AsyncFallbackClient:
         self, spec: EndpointSpec, job_input: Any, deadline: float, budget: float
     ) -> tuple[Any, str | None]:
         ep = spec.endpoint_id
-        state = await self._call(lambda: self.api.run(ep, job_input),
-                                 spec.max_attempts, deadline)  # fmt: skip
+        state = await self._call(lambda: self.api.run(ep, job_input), spec.max_attempts, deadline)
         job_id = state.get("id")
         delay = self.policy.poll_initial_s
         try:

@@ -24,8 +24,9 @@ def cold_starts_per_day(value: str | float) -> float:
         try:
             value = float(value)
         except ValueError:
-            raise ValueError(f"cold-start frequency {value!r}: give a number per day or one of "
-                             f"{sorted(COLD_STARTS_PER_DAY)}") from None  # fmt: skip
+            raise ValueError(
+                f"cold-start frequency {value!r}: give a number per day or one of {sorted(COLD_STARTS_PER_DAY)}"
+            ) from None
     if value < 0:
         raise ValueError(f"cold starts per day must be >= 0, got {value}")
     return float(value)
@@ -79,9 +80,18 @@ def estimate_monthly(
     total = compute + cold + idle
     od, spot = total * gpu.on_demand_hourly, total * gpu.hourly("spot")
     return MonthlyEstimate(
-        gpu.id, gpu.on_demand_hourly, gpu.hourly("spot"), gpu.spot_estimated, round(compute, 4), round(cold, 4),
-        round(idle, 4), round(total, 4), round(od, 2), round(spot, 2), round(od - spot, 2),
-    )  # fmt: skip
+        gpu.id,
+        gpu.on_demand_hourly,
+        gpu.hourly("spot"),
+        gpu.spot_estimated,
+        round(compute, 4),
+        round(cold, 4),
+        round(idle, 4),
+        round(total, 4),
+        round(od, 2),
+        round(spot, 2),
+        round(od - spot, 2),
+    )
 
 
 @dataclass(frozen=True)
@@ -97,8 +107,13 @@ class ApiComparison:
         return asdict(self)
 
 
-def compare_with_apis(prices: PriceTable, monthly_requests: float, input_tokens_per_request: float,
-                      output_tokens_per_request: float, self_hosted_monthly: float) -> ApiComparison:  # fmt: skip
+def compare_with_apis(
+    prices: PriceTable,
+    monthly_requests: float,
+    input_tokens_per_request: float,
+    output_tokens_per_request: float,
+    self_hosted_monthly: float,
+) -> ApiComparison:
     """What the same token volume costs on each API in the price table, beside the self-hosted bill."""
     tokens_in = monthly_requests * input_tokens_per_request
     tokens_out = monthly_requests * output_tokens_per_request
@@ -128,8 +143,15 @@ class BudgetPlan:
         return asdict(self)
 
 
-def plan_budget(gpu: GpuPrice, monthly_budget: float, *, tier: str = "on_demand", utilization: float = 0.5,
-                days: int = DAYS_PER_MONTH, cap: int = 10) -> BudgetPlan:  # fmt: skip
+def plan_budget(
+    gpu: GpuPrice,
+    monthly_budget: float,
+    *,
+    tier: str = "on_demand",
+    utilization: float = 0.5,
+    days: int = DAYS_PER_MONTH,
+    cap: int = 10,
+) -> BudgetPlan:
     """The largest `workers_max` whose expected spend fits the daily share of a monthly budget.
 
     daily = monthly / days; worker-hours/day = daily / rate;
@@ -148,14 +170,28 @@ def plan_budget(gpu: GpuPrice, monthly_budget: float, *, tier: str = "on_demand"
     expected = workers * 24 * utilization * rate
     guaranteed = worst <= daily + 1e-9
     if fits == 0:
-        note = (f"even one worker busy {utilization:.0%} of the day (${24 * utilization * rate:.2f}) exceeds the daily "
-                f"budget: set DAILY_BUDGET_USD={daily:.2f} so the worker refuses work once it is spent")  # fmt: skip
+        note = (
+            f"even one worker busy {utilization:.0%} of the day (${24 * utilization * rate:.2f}) exceeds the daily "
+            f"budget: set DAILY_BUDGET_USD={daily:.2f} so the worker refuses work once it is spent"
+        )
     elif guaranteed:
         note = "the budget covers every worker running all day"
     else:
         note = f"set DAILY_BUDGET_USD={daily:.2f}: more than {utilization:.0%} use would pass the daily budget"
-    return BudgetPlan(gpu.id, tier, rate, monthly_budget, round(daily, 2), round(hours, 2), utilization, workers,
-                      round(worst, 2), round(expected, 2), guaranteed, note)  # fmt: skip
+    return BudgetPlan(
+        gpu.id,
+        tier,
+        rate,
+        monthly_budget,
+        round(daily, 2),
+        round(hours, 2),
+        utilization,
+        workers,
+        round(worst, 2),
+        round(expected, 2),
+        guaranteed,
+        note,
+    )
 
 
 SPOT_CASES: dict[str, tuple[bool, str]] = {
@@ -189,14 +225,22 @@ class SpotAdvice:
         return asdict(self)
 
 
-def spot_advice(use_case: str | None = None, *, interruptible: bool | None = None, latency_sensitive: bool = False,
-                streaming: bool = False, gpu: GpuPrice | None = None) -> SpotAdvice:  # fmt: skip
+def spot_advice(
+    use_case: str | None = None,
+    *,
+    interruptible: bool | None = None,
+    latency_sensitive: bool = False,
+    streaming: bool = False,
+    gpu: GpuPrice | None = None,
+) -> SpotAdvice:
     """Whether a use case suits spot, and why: a known case by name, or described by its traits."""
     if use_case is not None and use_case in SPOT_CASES:
         suits, reason = SPOT_CASES[use_case]
     elif use_case is not None and interruptible is None:
-        raise ValueError(f"unknown use case {use_case!r}; known: {sorted(SPOT_CASES)} (or describe it with "
-                         "--interruptible/--not-interruptible, --latency-sensitive, --streaming)")  # fmt: skip
+        raise ValueError(
+            f"unknown use case {use_case!r}; known: {sorted(SPOT_CASES)} (or describe it with "
+            "--interruptible/--not-interruptible, --latency-sensitive, --streaming)"
+        )
     elif streaming:
         suits, reason = False, "a stream cannot resume mid-answer on another worker"
     elif latency_sensitive:

@@ -120,9 +120,7 @@ def parse_prices(text: str, *, origin: str = "<text>") -> PriceTable:
     try:
         return PriceTable.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors())
         raise PriceTableError(f"price table {origin}: {problems}") from exc
 
 

@@ -51,8 +51,9 @@ def count_tokens(text: str, tokenizer: Tokenizer | None = None) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
-def estimate_tokens(job_input: Mapping[str, Any], tokenizer: Tokenizer | None = None,
-                    default_max_tokens: int = DEFAULT_MAX_TOKENS) -> int:  # fmt: skip
+def estimate_tokens(
+    job_input: Mapping[str, Any], tokenizer: Tokenizer | None = None, default_max_tokens: int = DEFAULT_MAX_TOKENS
+) -> int:
     """Prompt tokens plus `max_tokens`, over every item of a batch job."""
     items = job_input.get("requests")
     if isinstance(items, list):

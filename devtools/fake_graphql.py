@@ -35,7 +35,7 @@ class _Reader:
     def _expect(self, char: str) -> None:
         self._skip()
         if not self.text.startswith(char, self.pos):
-            raise GraphQLInputError(f"expected {char!r} at offset {self.pos}: {self.text[self.pos:self.pos + 30]!r}")
+            raise GraphQLInputError(f"expected {char!r} at offset {self.pos}: {self.text[self.pos : self.pos + 30]!r}")
         self.pos += 1
 
     def value(self) -> Any:
@@ -65,7 +65,7 @@ class _Reader:
         if name:
             self.pos = name.end()
             return {"true": True, "false": False, "null": None}.get(name.group(), name.group())
-        raise GraphQLInputError(f"unexpected input at offset {self.pos}: {self.text[self.pos:self.pos + 30]!r}")
+        raise GraphQLInputError(f"unexpected input at offset {self.pos}: {self.text[self.pos : self.pos + 30]!r}")
 
     def obj(self) -> dict[str, Any]:
         self._expect("{")
@@ -92,9 +92,18 @@ def parse_mutation(query: str) -> tuple[str, dict[str, Any]]:
 
 
 ENDPOINT_DEFAULTS: dict[str, Any] = {
-    "gpuIds": "AMPERE_16", "networkVolumeId": "", "locations": "", "idleTimeout": 5, "scalerType": "QUEUE_DELAY",
-    "scalerValue": 4, "workersMin": 0, "workersMax": 3, "allowedCudaVersions": "", "gpuCount": 1,
-    "flashBootType": "OFF", "templateId": "",
+    "gpuIds": "AMPERE_16",
+    "networkVolumeId": "",
+    "locations": "",
+    "idleTimeout": 5,
+    "scalerType": "QUEUE_DELAY",
+    "scalerValue": 4,
+    "workersMin": 0,
+    "workersMax": 3,
+    "allowedCudaVersions": "",
+    "gpuCount": 1,
+    "flashBootType": "OFF",
+    "templateId": "",
 }
 
 

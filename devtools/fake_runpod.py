@@ -74,18 +74,20 @@ class FakeRunPod:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         app = web.Application(middlewares=[self._auth])
-        app.add_routes([
-            web.post("/v2/{ep}/run", self._run),
-            web.post("/v2/{ep}/runsync", self._runsync),
-            web.get("/v2/{ep}/status/{job}", self._status),
-            web.get("/v2/{ep}/stream/{job}", self._stream),
-            web.post("/v2/{ep}/cancel/{job}", self._cancel),
-            web.get("/v2/{ep}/health", self._health),
-            web.post("/v2/{ep}/purge-queue", self._purge),
-            web.post("/graphql", self._graphql),
-            web.post("/_admin/{ep}/fault", self._admin_fault),
-            web.get("/_admin/jobs", self._admin_jobs),
-        ])
+        app.add_routes(
+            [
+                web.post("/v2/{ep}/run", self._run),
+                web.post("/v2/{ep}/runsync", self._runsync),
+                web.get("/v2/{ep}/status/{job}", self._status),
+                web.get("/v2/{ep}/stream/{job}", self._stream),
+                web.post("/v2/{ep}/cancel/{job}", self._cancel),
+                web.get("/v2/{ep}/health", self._health),
+                web.post("/v2/{ep}/purge-queue", self._purge),
+                web.post("/graphql", self._graphql),
+                web.post("/_admin/{ep}/fault", self._admin_fault),
+                web.get("/_admin/jobs", self._admin_jobs),
+            ]
+        )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -189,14 +191,24 @@ class FakeRunPod:
         running = min(ep.workers_max, count["IN_PROGRESS"])
         workers = {
             "idle": 0 if no_capacity else max(0, min(1, ep.workers_max) - running),
-            "initializing": 0, "ready": 0 if no_capacity else min(1, ep.workers_max), "running": running,
-            "throttled": ep.workers_max if no_capacity else 0, "unhealthy": 0,
+            "initializing": 0,
+            "ready": 0 if no_capacity else min(1, ep.workers_max),
+            "running": running,
+            "throttled": ep.workers_max if no_capacity else 0,
+            "unhealthy": 0,
         }
-        return web.json_response({
-            "jobs": {"completed": count["COMPLETED"], "failed": count["FAILED"], "inProgress": count["IN_PROGRESS"],
-                     "inQueue": count["IN_QUEUE"], "retried": 0},
-            "workers": workers,
-        })
+        return web.json_response(
+            {
+                "jobs": {
+                    "completed": count["COMPLETED"],
+                    "failed": count["FAILED"],
+                    "inProgress": count["IN_PROGRESS"],
+                    "inQueue": count["IN_QUEUE"],
+                    "retried": 0,
+                },
+                "workers": workers,
+            }
+        )
 
     async def _purge(self, request: web.Request) -> web.StreamResponse:
         queued = [j for j in self.jobs.of(request.match_info["ep"]) if j.status == "IN_QUEUE"]
@@ -217,17 +229,27 @@ class FakeRunPod:
         body = await request.json()
         unknown = set(body) - known
         if unknown:
-            return web.json_response({"error": f"unknown fault fields {sorted(unknown)}; known: {sorted(known)}"},
-                                     status=400)  # fmt: skip
+            return web.json_response(
+                {"error": f"unknown fault fields {sorted(unknown)}; known: {sorted(known)}"}, status=400
+            )
         self.set_fault(request.match_info["ep"], Fault(**body))
         return web.json_response(asdict(self.endpoint(request.match_info["ep"]).fault))
 
     async def _admin_jobs(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response([
-            {"id": j.id, "endpoint_id": j.endpoint_id, "status": j.status, "completed": j.completed,
-             "handler_completed": j.handler_completed, "cancelled": j.cancelled, "billed_seconds": j.billed_seconds}
-            for j in self.jobs.jobs.values()
-        ])
+        return web.json_response(
+            [
+                {
+                    "id": j.id,
+                    "endpoint_id": j.endpoint_id,
+                    "status": j.status,
+                    "completed": j.completed,
+                    "handler_completed": j.handler_completed,
+                    "cancelled": j.cancelled,
+                    "billed_seconds": j.billed_seconds,
+                }
+                for j in self.jobs.jobs.values()
+            ]
+        )
 
 
 async def echo_handler(job: dict[str, Any]) -> dict[str, Any]:
@@ -247,8 +269,7 @@ async def _serve(args: argparse.Namespace) -> None:
         from handler.settings import load_settings
 
         app = create_app(load_settings(os.environ))
-        backend = Backend(app.generator_handler, return_aggregate_stream=True,
-                          concurrency=app.concurrency_modifier(0))  # fmt: skip
+        backend = Backend(app.generator_handler, return_aggregate_stream=True, concurrency=app.concurrency_modifier(0))
     else:
         backend = Backend(echo_handler)
     server = FakeRunPod(backend, api_key=args.api_key)

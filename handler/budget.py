@@ -215,7 +215,10 @@ class Budget:
 
     async def _refuse(self, day: str, amount: int) -> None:
         state = self._state(day, stale=False)
-        if day not in self._exhausted_days:
+        spent = self._local_counts(day).spent
+        # Exhausted: even if every job in flight settled at nothing, this one would not fit.
+        # (A refusal caused only by reservations in flight does not scale anything down.)
+        if spent + amount > self._limit and day not in self._exhausted_days:
             self._exhausted_days.add(day)
             log.warning("daily budget exhausted for %s: refusing jobs that would run the engine", day)
             if self._on_exhausted is not None:

@@ -150,6 +150,7 @@ class RedisStore(Store):
         self._clock = clock
         self._down_until = 0.0
         self._down = False
+        self._last_error = ""
         # One immediate retry: a pooled connection may be stale after a server restart.
         # A blocking pool: more concurrent jobs than connections wait for one, not fail.
         pool = redis_asyncio.BlockingConnectionPool.from_url(
@@ -180,11 +181,12 @@ class RedisStore(Store):
     async def _call(self, what: str, awaitable: Any) -> Any:
         if self._down and self._clock() < self._down_until:
             awaitable.close()
-            raise StoreUnavailable(f"Redis at {self.url} is unreachable ({what} skipped)")
+            raise StoreUnavailable(f"Redis at {self.url} is unreachable ({self._last_error}); {what} skipped")
         try:
             result = await awaitable
         except (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError) as exc:
             self._down_until = self._clock() + RETRY_AFTER_S
+            self._last_error = f"{type(exc).__name__}: {exc}"
             if not self._down:
                 self._down = True
                 log.warning(
@@ -194,7 +196,7 @@ class RedisStore(Store):
                     type(exc).__name__,
                     exc,
                 )
-            raise StoreUnavailable(f"Redis at {self.url} is unreachable during {what}: {exc}") from exc
+            raise StoreUnavailable(f"Redis at {self.url} is unreachable during {what}: {self._last_error}") from exc
         if self._down:
             self._down = False
             log.warning("Redis at %s is reachable again", self.url)

@@ -198,8 +198,10 @@ class Worker:
         if self.engine.ready:
             return 0.0
         self.meter.engine_starting()
+        waited_from = self._clock()
         try:
-            return await self.engine.ensure_started()
+            await self.engine.ensure_started()  # jobs arriving during a start wait for that one
+            return self._clock() - waited_from
         except BaseException:
             await self.budget.release(reservation)
             raise

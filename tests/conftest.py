@@ -60,3 +60,12 @@ async def store(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator
         async for key in redis_store.client.scan_iter(match=f"*{namespace}*"):
             await redis_store.client.delete(key)
     await redis_store.close()
+
+
+@pytest.fixture(scope="session")
+async def smollm2_app() -> AsyncIterator[App]:
+    """A worker app over the converted SmolLM2-135M-Instruct, with the default CPU engine settings."""
+    require_model("smollm2")
+    app = create_app(settings_for("smollm2", CACHE_NAMESPACE="tests-smollm2"))
+    yield app
+    await app.aclose()

@@ -43,13 +43,15 @@ def answers(url: str, timeout: float = 0.5) -> bool:
 class RedisServer:
     """A private redis-server on 127.0.0.1 with no persistence."""
 
-    def __init__(self, port: int | None = None, *, data_dir: str | None = None) -> None:
+    def __init__(self, port: int | None = None, *, data_dir: str | None = None, password: str = "") -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not on PATH: install it (apt-get install redis-server)")
         self.binary = binary
         self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.data_dir = data_dir  # set: `stop(save=True)` keeps the data for the next start
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -57,6 +59,8 @@ class RedisServer:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         if self.data_dir:
             args += ["--dir", self.data_dir, "--dbfilename", "test.rdb"]
+        if self.password:
+            args += ["--requirepass", self.password]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not answers(self.url, timeout=0.2):
@@ -103,3 +107,13 @@ def existing_or_new() -> Iterator[tuple[str, bool]]:
         yield server.url, True
     finally:
         server.stop()
+
+
+def delete_namespace(url: str, namespace: str) -> int:
+    """Delete the keys a test made under its own namespace (safe on a shared server)."""
+    client = redis.Redis.from_url(url)
+    try:
+        found = list(client.scan_iter(match=f"*{namespace}*"))
+        return int(client.delete(*found)) if found else 0
+    finally:
+        client.close()

@@ -18,6 +18,7 @@ from handler.budget import Budget, BudgetState, hourly_rate
 from handler.errors import BudgetExceeded, ConfigError
 from handler.settings import load_settings
 from handler.store import Store
+from tests.redis_server import delete_namespace
 
 DAY_ONE = 1_794_908_800.0  # 2026-11-17 09:46:40 UTC
 
@@ -120,7 +121,11 @@ async def test_exhaustion_hook_is_called_once_per_day(store: Store, namespace: s
 
     clock = Clock()
     budget = make_budget(store, namespace, clock, on_exhausted=scale_to_zero)
-    await budget.settle(await budget.reserve("a", 1.0), 0.95)
+    in_flight = await budget.reserve("a", 1.0)
+    with pytest.raises(BudgetExceeded):  # refused because of a reservation in flight: not exhausted
+        await budget.reserve("early", 0.1)
+    assert calls == []
+    await budget.settle(in_flight, 0.95)
     for i in range(3):
         with pytest.raises(BudgetExceeded):
             await budget.reserve(f"b{i}", 0.1)
@@ -202,7 +207,9 @@ async def test_alert_once_per_day_across_workers(
     assert [a["day"] for a in received] == ["2026-11-17", "2026-11-18"]
 
 
-async def test_a_failing_webhook_is_logged_not_raised(store: Store, namespace: str, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_failing_webhook_is_logged_not_raised(
+    store: Store, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
     alerter = Alerter("http://127.0.0.1:9/nothing-listens-here", timeout=1.0)
     budget = make_budget(store, namespace, alerter=alerter)
     caplog.set_level(logging.WARNING, logger="handler.alerts")
@@ -228,3 +235,39 @@ def test_hourly_rate_from_setting_or_price_table() -> None:
 def test_bad_time_zone_is_a_config_error(store: Store, namespace: str) -> None:
     with pytest.raises(ConfigError, match="BUDGET_TIMEZONE"):
         make_budget(store, namespace, env={"BUDGET_TIMEZONE": "Mars/Olympus"})
+
+
+# --- the stats command ------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_stats_command_shows_spend_and_cache_per_day(
+    redis_url: str, namespace: str, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
+) -> None:
+    from handler.cache import ResponseCache
+    from handler.stats import main
+    from handler.store import RedisStore
+
+    env = {"REDIS_URL": redis_url, "CACHE_NAMESPACE": namespace, "DAILY_BUDGET_USD": "2", "GPU_HOURLY_RATE": "1"}
+
+    async def spend() -> None:
+        store = RedisStore(redis_url)
+        budget = Budget(store, load_settings(env))
+        await budget.settle(await budget.reserve("a", 0.5), 0.125)
+        cache = ResponseCache(store, load_settings(env), {})
+        await cache.record(hit=True, saved_usd=0.25)
+        await cache.record(hit=False, saved_usd=0.0)
+        await store.close()
+
+    asyncio.run(spend())
+    request.addfinalizer(lambda: delete_namespace(redis_url, namespace))
+    assert main(["spend", "--days", "2", "--json"], env) == 0
+    out = json.loads(capsys.readouterr().out)
+    today = out["rows"][-1]
+    assert len(out["rows"]) == 2
+    assert (today["spent_usd"], today["jobs"], today["limit_usd"], today["remaining_usd"]) == (0.125, 1, 2.0, 1.875)
+    assert main(["cache", "--days", "1"], env) == 0
+    text = capsys.readouterr().out
+    assert "hit_rate" in text and "0.5000" in text and "0.2500" in text
+    assert main(["spend"], {**env, "REDIS_URL": "redis://127.0.0.1:1/0"}) == 2
+    assert "unreachable" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from handler.budget import Budget
 from handler.errors import BudgetExceeded
 from handler.settings import load_settings
 from handler.store import RedisStore
+from tests.redis_server import delete_namespace
 
 PROCESSES = 8
 JOBS_PER_PROCESS = 60
@@ -63,9 +64,8 @@ async def test_eight_processes_never_overspend(redis_url: str, namespace: str) -
     store = RedisStore(redis_url)
     day_keys = keys.budget_day(namespace, Budget(store, load_settings({})).today())
     state = {k.decode(): int(v) for k, v in (await store.client.hgetall(day_keys.state)).items()}
-    for key in await store.client.keys(f"*{namespace}*"):
-        await store.client.delete(key)
     await store.close()
+    delete_namespace(redis_url, namespace)
 
     billed = [amount for r in results for amount in r["billed"]]  # type: ignore[attr-defined]
     refused = [kind for r in results for kind in r["refused"]]  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ from handler import keys
 from handler.cache import CacheOptions, ResponseCache
 from handler.settings import load_settings
 from handler.store import RedisStore, Store
+from tests.redis_server import delete_namespace
 
 FINGERPRINT = {"model": "tiny", "revision": "r1", "quantization": "", "dtype": "float32"}
 ROUTE = "/v1/completions"
@@ -252,10 +253,11 @@ async def test_single_flight_across_two_processes(redis_url: str, namespace: str
         led = [flag for p in pending for flag in await asyncio.to_thread(p.get, 60)]
     store = RedisStore(redis_url)
     runs = int(await store.client.get(f"{namespace}:runs"))
-    entry = await store.client.get(keys.cache_entry(namespace, make_cache(store, namespace).key_for(ROUTE, BODY, PLAIN) or ""))
-    for key in await store.client.keys(f"*{namespace}*"):
-        await store.client.delete(key)
+    entry = await store.client.get(
+        keys.cache_entry(namespace, make_cache(store, namespace).key_for(ROUTE, BODY, PLAIN) or "")
+    )
     await store.close()
+    delete_namespace(redis_url, namespace)
     assert runs == 1
     assert led.count(True) == 1 and len(led) == 50
     assert orjson.loads(entry)["result"] == ANSWER

@@ -18,6 +18,8 @@ from client.endpoint_api import AsyncEndpointAPI, EndpointAPI
 from client.errors import AllTiersFailed, FailureReason, JobRejected
 from client.fallback import EndpointSpec, FallbackClient, FallbackResult, Policy, TierPair
 from client.fallback_async import AsyncFallbackClient
+from client.routed import AsyncRoutedClient, RoutedClient
+from client.routing import Router, Thresholds
 from devtools.fake_jobs import Backend, Fault
 from devtools.fake_runpod import FakeRunPod
 
@@ -51,7 +53,9 @@ async def run(fake: FakeRunPod, mode: str, job: dict[str, Any], **kw: Any) -> Fa
             return await asyncio.to_thread(client.run_sync, job, **kw)
         finally:
             client.close()
-    aclient = AsyncFallbackClient(PAIR, api=AsyncEndpointAPI(f"{fake.url}/v2", "test-key"), policy=FAST, breaker=breaker)
+    aclient = AsyncFallbackClient(
+        PAIR, api=AsyncEndpointAPI(f"{fake.url}/v2", "test-key"), policy=FAST, breaker=breaker
+    )
     try:
         return await aclient.run_sync(job, **kw)
     finally:
@@ -180,10 +184,14 @@ async def test_repeated_failures_open_the_circuit(fake: FakeRunPod) -> None:
 async def test_cancelled_async_caller_cancels_the_spot_job(fake: FakeRunPod) -> None:
     fake.set_fault("spot", Fault("slow"))
     pair = TierPair(spot=EndpointSpec("spot", timeout_s=30), on_demand=EndpointSpec("ondemand"))
-    client = AsyncFallbackClient(pair, api=AsyncEndpointAPI(f"{fake.url}/v2", "test-key"), policy=FAST,
-                                 breaker=CircuitBreaker(health_interval_s=None))  # fmt: skip
+    client = AsyncFallbackClient(
+        pair,
+        api=AsyncEndpointAPI(f"{fake.url}/v2", "test-key"),
+        policy=FAST,
+        breaker=CircuitBreaker(health_interval_s=None),
+    )
     task = asyncio.ensure_future(client.run_sync({"prompt": "x"}))
-    while not fake.jobs_of("spot") or fake.jobs_of("spot")[0].status != "IN_PROGRESS":
+    while not fake.jobs_of("spot") or fake.jobs_of("spot")[0].status != "IN_PROGRESS":  # noqa: ASYNC110
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.1)  # the client is now polling
     task.cancel()
@@ -192,3 +200,31 @@ async def test_cancelled_async_caller_cancels_the_spot_job(fake: FakeRunPod) -> 
     await client.aclose()
     job = fake.jobs_of("spot")[0]
     assert job.cancelled and not job.completed
+
+
+async def test_routed_client_sends_each_size_to_its_tier(fake: FakeRunPod) -> None:
+    router = Router(
+        {
+            "small": TierPair(spot=EndpointSpec("small-spot", 5.0), on_demand=EndpointSpec("small-od", 5.0)),
+            "large": TierPair(on_demand=EndpointSpec("large-od", 5.0)),
+        },
+        Thresholds(small_below=100, medium_below=1000),
+    )
+    fake.set_fault("small-spot", Fault("server_error"))
+    client = RoutedClient(router, api=EndpointAPI(f"{fake.url}/v2", "test-key"), policy=FAST)
+    try:
+        # ceil(2/4) = 1 + 10 = 11 tokens: small; its spot fails -> small's on-demand
+        small = await asyncio.to_thread(client.run_sync, {"prompt": "hi", "sampling_params": {"max_tokens": 10}})
+        # 1 + 500 = 501: medium, not configured -> large
+        large = await asyncio.to_thread(client.run_sync, {"prompt": "hi", "sampling_params": {"max_tokens": 500}})
+    finally:
+        client.close()
+    assert (small.route, small.tier, small.endpoint_id) == ("small", "on_demand", "small-od")
+    assert (large.route, large.tier, large.endpoint_id) == ("large", "on_demand", "large-od")
+
+    aclient = AsyncRoutedClient(router, api=AsyncEndpointAPI(f"{fake.url}/v2", "test-key"), policy=FAST)
+    try:
+        again = await aclient.run_sync({"prompt": "hi", "sampling_params": {"max_tokens": 10}})
+    finally:
+        await aclient.aclose()
+    assert (again.route, again.endpoint_id) == ("small", "small-od")

@@ -57,8 +57,22 @@ def test_user_file_overrides_packaged(tmp_path: Path) -> None:
 
 def test_invalid_file_names_the_field(tmp_path: Path) -> None:
     path = tmp_path / "prices.json"
-    path.write_text(json.dumps({"gpus": [{"id": "X", "short_name": "X", "vram_gb": 8, "on_demand_hourly": -1,
-                                          "as_of": "2026-01-01", "source": "me"}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "gpus": [
+                    {
+                        "id": "X",
+                        "short_name": "X",
+                        "vram_gb": 8,
+                        "on_demand_hourly": -1,
+                        "as_of": "2026-01-01",
+                        "source": "me",
+                    }
+                ]
+            }
+        )
+    )
     with pytest.raises(PriceTableError, match=r"gpus\.0\.on_demand_hourly"):
         load_prices(path)
     with pytest.raises(PriceTableError, match="cannot read"):

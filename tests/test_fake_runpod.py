@@ -92,8 +92,12 @@ async def test_asyncio_endpoint(fake: FakeRunPod) -> None:
 async def test_handler_error_makes_the_job_failed_with_the_error(fake: FakeRunPod) -> None:
     error = json.dumps({"type": "validation_error", "message": "bad", "field": "prompt"})
     state = await asyncio.to_thread(
-        lambda: requests.post(f"{fake.url}/v2/ep/runsync", json={"input": {"error": error}},
-                              headers={"Authorization": "Bearer k"}, timeout=10).json()  # fmt: skip
+        lambda: requests.post(
+            f"{fake.url}/v2/ep/runsync",
+            json={"input": {"error": error}},
+            headers={"Authorization": "Bearer k"},
+            timeout=10,
+        ).json()
     )
     assert state["status"] == "FAILED" and json.loads(state["error"])["type"] == "validation_error"
 
@@ -121,9 +125,7 @@ async def test_admin_fault_route_for_other_processes(fake: FakeRunPod) -> None:
 
     assert (await asyncio.to_thread(set_fault)).status_code == 200
     assert fake.endpoint("ep").fault.mode == "no_capacity"
-    bad = await asyncio.to_thread(
-        lambda: requests.post(f"{fake.url}/_admin/ep/fault", json={"mood": "x"}, timeout=10)
-    )
+    bad = await asyncio.to_thread(lambda: requests.post(f"{fake.url}/_admin/ep/fault", json={"mood": "x"}, timeout=10))
     assert bad.status_code == 400 and "mood" in bad.text
 
 
@@ -139,8 +141,9 @@ async def test_env_variable_points_a_fresh_sdk_process_at_the_server(fake: FakeR
 async def test_sdk_endpoint_management_calls(fake: FakeRunPod) -> None:
     def calls() -> tuple[Any, Any, Any]:
         template = runpod.create_template("tpl", "frugal/worker:1", is_serverless=True, env={"A": "b"})
-        endpoint = runpod.create_endpoint("frugal", template["id"], gpu_ids="ADA_24,AMPERE_24", workers_max=2,
-                                          flashboot=True, idle_timeout=15)  # fmt: skip
+        endpoint = runpod.create_endpoint(
+            "frugal", template["id"], gpu_ids="ADA_24,AMPERE_24", workers_max=2, flashboot=True, idle_timeout=15
+        )
         return template, endpoint, runpod.get_endpoints()
 
     template, endpoint, listed = await asyncio.to_thread(calls)

@@ -55,7 +55,14 @@ def test_classify_names_each_kind(tmp_path: Path) -> None:
 def test_vllm_file_selection() -> None:
     for wanted in ("config.json", "model-00001-of-00002.safetensors", "tokenizer.model", "chat_template.jinja"):
         assert wanted_by_vllm(wanted)
-    for unwanted in ("pytorch_model.bin", "README.md", "manifest.json", "original/consolidated.pth", ".gitattributes"):
+    for unwanted in (
+        "pytorch_model.bin",
+        "README.md",
+        "manifest.json",
+        "original/consolidated.pth",
+        ".gitattributes",
+        ".cache/huggingface/x.json",
+    ):
         assert not wanted_by_vllm(unwanted)
 
 
@@ -70,6 +77,7 @@ def test_local_folder_copies_only_what_vllm_needs_and_second_run_is_a_no_op(tmp_
     manifest = read_manifest(out)
     assert manifest.source.kind == "local"
     assert manifest.dtype == "bfloat16"
+    assert manifest.source.revision.startswith("sha256:")
     weights = next(e for e in manifest.files if e.path == "model.safetensors")
     assert weights.sha256 == hashlib.sha256(b"w" * 4096).hexdigest()
     assert check_files(out, manifest, deep=True) == []
@@ -82,6 +90,7 @@ def test_local_folder_copies_only_what_vllm_needs_and_second_run_is_a_no_op(tmp_
     (src / "model.safetensors").write_bytes(b"v" * 4096)  # same size, new content
     third = fetch(str(src), out)
     assert not third.up_to_date
+    assert third.manifest.source.revision != first.manifest.source.revision  # the worker's cache keys see it
     assert (out / "model.safetensors").read_bytes() == b"v" * 4096
 
 
@@ -98,10 +107,18 @@ def test_a_folder_without_config_fails_and_writes_nothing(tmp_path: Path) -> Non
     src = make_model(tmp_path / "src")
     (src / "config.json").unlink()
     out = tmp_path / "out"
-    with pytest.raises(SourceError, match="no config.json"):
+    with pytest.raises(SourceError, match=r"no config\.json"):
         fetch(str(src), out)
     assert not out.exists()
     assert not staging_dir(out).exists()
+
+
+def test_output_inside_the_source_is_refused(tmp_path: Path) -> None:
+    src = make_model(tmp_path / "src")
+    for out in (src, src / "converted"):
+        with pytest.raises(SourceError, match="overlaps the source folder"):
+            fetch(str(src), out)
+    assert (src / "README.md").is_file()
 
 
 def test_revision_is_refused_for_non_hub_sources(tmp_path: Path) -> None:

@@ -129,7 +129,12 @@ def test_converted_smollm2_folder_is_complete() -> None:
     folder = _converted_smollm2()
     manifest = read_manifest(folder)
     assert (manifest.source.kind, manifest.source.uri) == ("gguf", "smollm2")
-    assert manifest.extra["gguf"] == {"name": "SmolLM2-135M-Instruct.Q4_1.gguf", "size": SMOLLM2.size, "sha256": SMOLLM2.sha256}
+    assert manifest.source.revision == f"sha256:{SMOLLM2.sha256}"
+    assert manifest.extra["gguf"] == {
+        "name": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "size": SMOLLM2.size,
+        "sha256": SMOLLM2.sha256,
+    }
     assert manifest.dtype == "float16"
     assert check_files(folder, manifest, deep=True) == []
     config = json.loads((folder / "config.json").read_text())

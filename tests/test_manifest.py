@@ -16,6 +16,7 @@ from builder.manifest import (
     ManifestError,
     Source,
     check_files,
+    files_digest,
     hash_files,
     read_manifest,
     write_manifest,
@@ -86,7 +87,8 @@ def test_missing_manifest_names_the_path(tmp_path: Path) -> None:
         ('{"name": "m", "source": {"kind": "ftp", "uri": "x"}, "files": []}', "source.kind"),
         ('{"name": "m", "source": {"kind": "local", "uri": "x"}, "files": [], "colour": 1}', "colour"),
         (
-            '{"name": "m", "source": {"kind": "local", "uri": "x"}, "files": [{"path": "a", "size": 1, "sha256": "zz"}]}',
+            '{"name": "m", "source": {"kind": "local", "uri": "x"}, '
+            '"files": [{"path": "a", "size": 1, "sha256": "zz"}]}',
             "files.0.sha256",
         ),
         ('{"format_version": 99, "name": "m", "source": {"kind": "local", "uri": "x"}, "files": []}', "newer"),
@@ -105,4 +107,12 @@ def test_manifest_is_frozen_and_validates_entries() -> None:
         FileEntry(path="a", size=-1, sha256="0" * 64)
     manifest = Manifest(name="m", source=Source(kind="tiny", uri="t"), files=[])
     with pytest.raises(ValueError, match="frozen"):
-        manifest.name = "other"  # type: ignore[misc]
+        manifest.name = "other"
+
+
+def test_files_digest_changes_with_any_file(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    before = files_digest(hash_files(folder))
+    assert before == files_digest(reversed(hash_files(folder)))
+    (folder / "config.json").write_text('{"a": 2}')
+    assert files_digest(hash_files(folder)) != before

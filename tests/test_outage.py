@@ -12,7 +12,7 @@ import pytest
 from handler import keys
 from handler.budget import Budget
 from handler.cache import CacheOptions, ResponseCache
-from handler.errors import BudgetExceeded, BudgetUnavailable
+from handler.errors import BudgetExceeded, BudgetUnavailable, ConfigError, StoreUnavailable
 from handler.settings import load_settings
 from handler.store import RETRY_AFTER_S, RedisStore, open_store
 from tests.redis_server import RedisServer
@@ -140,3 +140,21 @@ async def test_open_store_survives_an_unreachable_redis(caplog: pytest.LogCaptur
     await store.close()
     embedded = await open_store(load_settings({}))
     assert embedded.kind == "embedded"
+
+
+async def test_password_urls_work_and_are_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    server = RedisServer(password="s3cret-pw").start()
+    try:
+        store = await open_store(load_settings({"REDIS_URL": server.url}))
+        await store.set("frugal:probe", b"1", 10_000)
+        assert await store.get("frugal:probe") == b"1"
+        await store.close()
+        wrong = RedisStore(server.url.replace("s3cret-pw", "wrong-pw"))
+        with pytest.raises(StoreUnavailable, match="AuthenticationError"):
+            await wrong.get("frugal:probe")
+        await wrong.close()
+    finally:
+        server.stop()
+    assert "s3cret-pw" not in caplog.text and "wrong-pw" not in caplog.text
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        RedisStore("http://127.0.0.1:6379")

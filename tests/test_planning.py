@@ -56,8 +56,13 @@ def test_compare_seed_example() -> None:
 
 
 def test_compare_uses_separate_input_and_output_prices() -> None:
-    table = PRICES.model_copy(update={"apis": (ApiPrice(name="x", input_per_million=1.0, output_per_million=4.0,
-                                                        as_of="2026-01-01", source="test"),)})  # fmt: skip
+    table = PRICES.model_copy(
+        update={
+            "apis": (
+                ApiPrice(name="x", input_per_million=1.0, output_per_million=4.0, as_of="2026-01-01", source="test"),
+            )
+        }
+    )
     # 1000 * 1000 = 1 M input * $1 + 1000 * 500 = 0.5 M output * $4 = $3
     assert compare_with_apis(table, 1000, 1000, 500, 0.0).api_monthly == {"x": 3.0}
 

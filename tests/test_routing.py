@@ -25,17 +25,31 @@ def test_chars_over_four_rounded_up_plus_max_tokens() -> None:
     # no max_tokens: the worker's default 256 -> 2 + 256 = 258
     assert estimate_tokens({"prompt": "hello"}) == 258
     # messages: "abcd" (1) + "abcdefgh" (2) = 3, + 100 = 103
-    job = {"messages": [{"role": "system", "content": "abcd"}, {"role": "user", "content": "abcdefgh"}],
-           "sampling_params": {"max_tokens": 100}}  # fmt: skip
+    job = {
+        "messages": [{"role": "system", "content": "abcd"}, {"role": "user", "content": "abcdefgh"}],
+        "sampling_params": {"max_tokens": 100},
+    }
     assert estimate_tokens(job) == 103
     # openai_input carries its own max_tokens: 40 chars -> 10, + 50 = 60
-    assert estimate_tokens({"openai_route": "/v1/completions", "openai_input": {"prompt": "x" * 40, "max_tokens": 50}}) == 60
+    assert (
+        estimate_tokens({"openai_route": "/v1/completions", "openai_input": {"prompt": "x" * 40, "max_tokens": 50}})
+        == 60
+    )
 
 
 def test_batch_sums_its_items_and_tokenizer_is_used_when_given() -> None:
     # items: (ceil(8/4)=2 + 10) + (ceil(1/4)=1 + 20) = 33
-    assert estimate_tokens({"requests": [{"prompt": "abcdefgh", "sampling_params": {"max_tokens": 10}},
-                                         {"prompt": "a", "sampling_params": {"max_tokens": 20}}]}) == 33  # fmt: skip
+    assert (
+        estimate_tokens(
+            {
+                "requests": [
+                    {"prompt": "abcdefgh", "sampling_params": {"max_tokens": 10}},
+                    {"prompt": "a", "sampling_params": {"max_tokens": 20}},
+                ]
+            }
+        )
+        == 33
+    )
     # word tokenizer: "one two three" = 3 tokens, + 7 = 10 (chars/4 would give 4 + 7 = 11)
     assert estimate_tokens({"prompt": "one two three", "sampling_params": {"max_tokens": 7}}, WordTokenizer()) == 10
 

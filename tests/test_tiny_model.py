@@ -89,7 +89,7 @@ def test_config_fits_vllm_cpu_and_old_transformers(models: dict[str, Path]) -> N
 def test_manifest_lists_every_file_with_its_hash(models: dict[str, Path]) -> None:
     manifest = read_manifest(models["a"])
     assert manifest.source.kind == "tiny"
-    assert manifest.extra["seed"] == 7
+    assert manifest.source.revision == "seed=7"
     assert manifest.dtype == "float32"
     assert {e.path for e in manifest.files} >= {"config.json", "model.safetensors", "tokenizer.json"}
     assert check_files(models["a"], manifest, deep=True) == []

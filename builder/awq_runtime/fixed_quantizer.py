@@ -38,23 +38,13 @@ def _cloning_state_dict(module: nn.Module):
     return state_dict
 
 
-class FixedAwqQuantizer(AwqQuantizer):
-    """AwqQuantizer with a real backup in `_compute_best_scale` and a record of applied scales."""
+class RecordingAwqQuantizer(AwqQuantizer):
+    """Upstream AwqQuantizer (bug included) that records the scales it folds into the weights."""
 
     # Filled during quantize(): full layer name -> scales multiplied into its input columns /
     # divided out of its last rows (when it is the `prev_op` of a scaled linear).
     column_scales: dict
     row_scales: dict
-
-    def _compute_best_scale(self, x, w_mean, x_mean, module2inspect, linears2scale, fp16_output, kwargs=None):
-        # An instance attribute shadows nn.Module.state_dict for the parent's single call.
-        module2inspect.state_dict = _cloning_state_dict(module2inspect)
-        try:
-            return super()._compute_best_scale(
-                x, w_mean, x_mean, module2inspect, linears2scale, fp16_output, kwargs if kwargs is not None else {}
-            )
-        finally:
-            del module2inspect.state_dict
 
     def _search_best_scale(self, module, prev_op, layers, inp, module2inspect=None, kwargs=None):
         result = super()._search_best_scale(
@@ -72,3 +62,17 @@ class FixedAwqQuantizer(AwqQuantizer):
             full = prefix + prev_name
             self.row_scales[full] = self.row_scales.get(full, torch.ones_like(scales_f)) * scales_f
         return result
+
+
+class FixedAwqQuantizer(RecordingAwqQuantizer):
+    """AwqQuantizer with a real backup in `_compute_best_scale` and a record of applied scales."""
+
+    def _compute_best_scale(self, x, w_mean, x_mean, module2inspect, linears2scale, fp16_output, kwargs=None):
+        # An instance attribute shadows nn.Module.state_dict for the parent's single call.
+        module2inspect.state_dict = _cloning_state_dict(module2inspect)
+        try:
+            return super()._compute_best_scale(
+                x, w_mean, x_mean, module2inspect, linears2scale, fp16_output, kwargs if kwargs is not None else {}
+            )
+        finally:
+            del module2inspect.state_dict

@@ -148,7 +148,7 @@ def run(spec: dict) -> dict:
     from awq import AutoAWQForCausalLM
     from transformers import AutoModelForCausalLM
 
-    from builder.awq_runtime.fixed_quantizer import FixedAwqQuantizer
+    from builder.awq_runtime.fixed_quantizer import FixedAwqQuantizer, RecordingAwqQuantizer
 
     model_dir, out = Path(spec["model_dir"]), Path(spec["out_dir"])
     bits, group = int(spec["bits"]), int(spec["group_size"])
@@ -173,7 +173,7 @@ def run(spec: dict) -> dict:
             calib_data=texts,
             max_calib_samples=len(texts),
             max_calib_seq_len=calib["calib_seq_len"],
-            quantizer_cls=FixedAwqQuantizer,
+            quantizer_cls=RecordingAwqQuantizer if spec.get("upstream_quantizer") else FixedAwqQuantizer,
         )
         report["quantize_seconds"] = round(time.monotonic() - started, 1)
         quantizer = awq_model.quantizer
