@@ -59,8 +59,11 @@ def snapshot_download_fn(cache_dir: Path | None = None) -> HubDownload:
     """The real download: huggingface_hub.snapshot_download into the hub cache."""
 
     def download(repo_id: str, revision: str, patterns: list[str], token: str | None) -> Path:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+        try:
+            from huggingface_hub import snapshot_download
+            from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+        except ImportError as exc:
+            raise SourceError("huggingface_hub is not installed here: run the builder from .venv-engine") from exc
 
         try:
             folder = snapshot_download(

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from client.errors import AttemptFailed, FailureReason, JobRejected
+from client.errors import AttemptFailed, ClientError, FailureReason, JobRejected
 
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 
@@ -90,6 +90,8 @@ class _Base:
     def __init__(self, base_url: str | None, api_key: str | None) -> None:
         self.base_url = (base_url or default_base_url()).rstrip("/")
         key = api_key if api_key is not None else default_api_key()
+        if not key:
+            raise ClientError("no RunPod API key: set runpod.api_key (or RUNPOD_API_KEY via the SDK) or pass api_key")
         self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
     def url(self, endpoint_id: str, route: str) -> str:

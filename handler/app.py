@@ -92,6 +92,8 @@ class App:
         return self.settings.max_concurrency
 
     async def aclose(self) -> None:
+        if self._worker is not None:
+            await self._worker.drain()
         await self.engine.aclose()
         if self._store is not None:
             await self._store.close()

@@ -113,7 +113,7 @@ class Job:
     batch: bool
 
 
-_SINGLE_KEYS = {"prompt": PromptJob, "messages": ChatJob, "openai_route": OpenAIJob}
+_SINGLE_KEYS: dict[str, type[_Single]] = {"prompt": PromptJob, "messages": ChatJob, "openai_route": OpenAIJob}
 
 
 def _field_of(err: Any, prefix: str) -> str:
@@ -132,12 +132,11 @@ def _validate(model: type[_Strict], data: dict[str, Any], prefix: str) -> Any:
 
 def _check_limits(req: EngineRequest, settings: Settings, prefix: str, params_prefix: str) -> EngineRequest:
     body = req.body
-    if "max_tokens" in body:
-        if body["max_tokens"] > settings.max_tokens_limit:
-            where = f"{params_prefix}max_tokens"
-            raise ValidationFailed(
-                f"{where}: {body['max_tokens']} is over the limit of {settings.max_tokens_limit}", field=where
-            )
+    if "max_tokens" in body and body["max_tokens"] > settings.max_tokens_limit:
+        where = f"{params_prefix}max_tokens"
+        raise ValidationFailed(
+            f"{where}: {body['max_tokens']} is over the limit of {settings.max_tokens_limit}", field=where
+        )
     text = body.get("prompt") if "prompt" in body else body.get("messages")
     size = _prompt_chars(text)
     if size > settings.max_prompt_chars:

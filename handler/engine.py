@@ -75,6 +75,9 @@ class EngineManager:
     @property
     def ready(self) -> bool:
         """Running and answering (health passed)."""
+        return self._is_ready()
+
+    def _is_ready(self) -> bool:
         return self.running and self._client is not None
 
     @property
@@ -95,7 +98,7 @@ class EngineManager:
         if self.ready:
             return 0.0
         async with self._start_lock:
-            if self.ready:
+            if self._is_ready():  # another job started it while this one waited
                 return 0.0
             started = self._clock()
             try:

@@ -76,17 +76,6 @@ def openai_finish(response: dict[str, Any]) -> str | None:
     return str(choices[0].get("finish_reason")) if choices and choices[0].get("finish_reason") else None
 
 
-def has_output(result: dict[str, Any]) -> bool:
-    """An empty answer is never cached."""
-    if "text" in result:
-        return bool(result["text"])
-    choices = result.get("choices") or []
-    if not choices:
-        return bool(result.get("data"))  # /v1/models
-    first = choices[0]
-    return bool(first.get("text") or (first.get("message") or {}).get("content"))
-
-
 def sum_usage(usages: list[dict[str, int]]) -> dict[str, int]:
     total = usage_of(None)
     for usage in usages:

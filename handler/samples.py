@@ -49,9 +49,10 @@ async def run_all(folder: Path) -> int:
         print(f"cannot start the worker: {exc}", file=sys.stderr)
         return 2
     print(f"model: {app.model.name} ({app.model.path}), device: {app.engine.device}")
+    jobs = [(path.stem, orjson.loads(path.read_bytes())) for path in sorted(folder.glob("*.json"))]  # noqa: ASYNC240
     try:
-        for path in sorted(folder.glob("*.json")):
-            await run_job(app, path.stem, orjson.loads(path.read_bytes()))
+        for name, job in jobs:
+            await run_job(app, name, job)
     finally:
         await app.aclose()
     return 0

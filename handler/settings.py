@@ -43,7 +43,9 @@ class Settings(BaseModel):
 
     # --- engine ------------------------------------------------------------
     engine_command: str = Field("", description="Command that starts vLLM's OpenAI server; empty: auto-detect.")
-    engine_device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Engine device; auto: cuda if a GPU is visible.")
+    engine_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Engine device; auto: cuda if a GPU is visible."
+    )
     engine_dtype: str = Field("", description="vLLM --dtype; empty: float32 on CPU, auto on GPU.")
     engine_host: str = Field("127.0.0.1", description="Address the engine listens on.")
     engine_port: int = Field(0, ge=0, le=65535, description="Engine port; 0 picks a free one at each start.")
@@ -78,7 +80,9 @@ class Settings(BaseModel):
     cache_namespace: str = Field("default", description="Key prefix isolating deployments.")
     cache_ttl: int = Field(86_400, ge=1, description="Seconds a cached answer lives.")
     cache_max_bytes: int = Field(1_000_000, ge=1, description="Largest answer stored in the cache.")
-    cache_lock_ttl: float = Field(120.0, gt=0, description="Seconds a single-flight lock lives before a waiter takes over.")
+    cache_lock_ttl: float = Field(
+        120.0, gt=0, description="Seconds a single-flight lock lives before a waiter takes over."
+    )
 
     # --- budget ------------------------------------------------------------
     gpu_type: str = Field("", description="RunPod GPU id, for the hourly rate from the price table.")

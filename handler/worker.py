@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from handler.contract import MODELS_ROUTE, EngineRequest, parse_job
 from handler.engine import EngineManager
 from handler.engine_command import ModelRef
 from handler.errors import WorkerError
-from handler.responses import StreamAccumulator, has_output, openai_finish, sum_usage, usage_of
+from handler.responses import StreamAccumulator, openai_finish, sum_usage, usage_of
 from handler.settings import Settings
 
 _PER_JOB_FIELDS = ("cached", "timings", "cost_usd", "budget")
@@ -67,6 +67,17 @@ class Worker:
         self.meter = meter
         self.hourly_rate = hourly_rate
         self._clock = clock
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        """Wait for background writes (statistics) to finish."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
     # ------------------------------------------------------------- jobs
     async def answer(self, job_id: str, data: Any) -> dict[str, Any]:
@@ -76,9 +87,7 @@ class Worker:
             item = job.items[0]
             assert isinstance(item, EngineRequest)
             return await self._final(self._serve(job_id, item, stream=False))
-        results = await asyncio.gather(
-            *(self._batch_item(f"{job_id}#{i}", item) for i, item in enumerate(job.items))
-        )
+        results = await asyncio.gather(*(self._batch_item(f"{job_id}#{i}", item) for i, item in enumerate(job.items)))
         ok = [r for r in results if "error" not in r]
         return {
             "results": results,
@@ -132,21 +141,22 @@ class Worker:
                     yield piece
                 return
             if key is not None:
-                await self.cache.record(hit=False, saved_usd=0.0)
+                self._background(self.cache.record(hit=False, saved_usd=0.0))
             result: dict[str, Any] = {}
             async for final, piece in self._generate(job_id, req, timer, stream):
                 if final:
                     result = piece
                 else:
                     yield piece
-            if leader is not None and has_output(result):
+            if leader is not None:  # it hands the answer to waiters; errors and empty ones are not stored
                 await leader.store({k: v for k, v in result.items() if k not in _PER_JOB_FIELDS}, options.ttl)
             yield {k: v for k, v in result.items() if not k.startswith("_")}
 
     async def _from_cache(self, hit: dict[str, Any], timer: _Timer, stream: bool) -> AsyncIterator[dict[str, Any]]:
-        state = await self.budget.state()
-        saved = float(hit.get("_cost_usd", 0.0))
-        await self.cache.record(hit=True, saved_usd=saved)
+        # A hit costs one store read: the budget figures are the last known ones and
+        # the statistics are written in the background.
+        state = self.budget.snapshot()
+        self._background(self.cache.record(hit=True, saved_usd=float(hit.get("_cost_usd", 0.0))))
         answer = {k: v for k, v in hit.items() if not k.startswith("_")}
         if stream and answer.get("text"):
             yield {"text": answer["text"]}

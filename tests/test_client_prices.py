@@ -77,3 +77,11 @@ def test_invalid_file_names_the_field(tmp_path: Path) -> None:
         load_prices(path)
     with pytest.raises(PriceTableError, match="cannot read"):
         load_prices(tmp_path / "absent.json")
+
+
+def test_endpoint_api_without_a_key_fails_at_once() -> None:
+    from client.endpoint_api import EndpointAPI
+    from client.errors import ClientError
+
+    with pytest.raises(ClientError, match="no RunPod API key"):
+        EndpointAPI("http://127.0.0.1:9/v2", "")
