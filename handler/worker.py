@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from handler.billing import Meter
+from handler.billing import Meter, cost_usd, worst_case_usd
 from handler.budget import Budget, BudgetState, Reservation
 from handler.cache import CacheOptions, ResponseCache
 from handler.contract import MODELS_ROUTE, EngineRequest, parse_job
@@ -199,7 +199,7 @@ class Worker:
             await self.budget.release(reservation)
             raise
         seconds = self.meter.job_finished(job_id)
-        cost = round(seconds * self.hourly_rate / 3600.0, 8)
+        cost = round(cost_usd(seconds, self.hourly_rate), 8)
         state = await self.budget.settle(reservation, cost)
         yield True, {**result, "_cost_usd": cost, **self._job_fields(cost, timer, state)}
 
@@ -223,4 +223,4 @@ class Worker:
 
     def _worst_case_usd(self, req: EngineRequest) -> float:
         tokens = req.max_tokens or self.settings.default_max_tokens
-        return tokens * self.meter.seconds_per_token() * self.hourly_rate / 3600.0
+        return worst_case_usd(tokens, self.meter.seconds_per_token(), self.hourly_rate)

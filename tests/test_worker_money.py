@@ -1,0 +1,104 @@
+"""Cache, budget and billing through the handler, with the real engine and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+
+from handler.app import App, create_app
+from tests.engine_support import settings_for
+
+pytestmark = [pytest.mark.engine, pytest.mark.redis]
+
+
+def deterministic(prompt: str, **cache: Any) -> dict[str, Any]:
+    return {"prompt": prompt, "sampling_params": {"max_tokens": 8, "temperature": 0}, "cache": cache}
+
+
+async def ask(app: App, input_: dict[str, Any], job_id: str = "m") -> dict[str, Any]:
+    return await app.handler({"id": job_id, "input": input_})
+
+
+async def test_a_hit_is_free_and_never_starts_the_engine_of_another_worker(tiny_app: App, redis_url: str) -> None:
+    prompt = f"Cache me {uuid.uuid4().hex}"
+    first = await ask(tiny_app, deterministic(prompt))
+    assert first["cached"] is False and first["cost_usd"] > 0
+
+    other = create_app(settings_for("tiny", REDIS_URL=redis_url, CACHE_NAMESPACE=tiny_app.settings.cache_namespace,
+                                    GPU_HOURLY_RATE="3.6"))  # fmt: skip
+    try:
+        hit = await ask(other, deterministic(prompt))
+        assert hit["cached"] is True, (first, hit)
+        assert hit["cost_usd"] == 0
+        assert hit["text"] == first["text"] and hit["usage"] == first["usage"]
+        assert other.engine.starts == 0 and not other.engine.running
+        streamed = [p async for p in other.generator_handler({"id": "s", "input": {**deterministic(prompt), "stream": True}})]
+        assert streamed[-1]["cached"] is True and "".join(p["text"] for p in streamed[:-1]) == first["text"]
+    finally:
+        await other.aclose()
+
+
+async def test_bypass_refresh_and_sampling_changes_miss(tiny_app: App) -> None:
+    prompt = f"Options {uuid.uuid4().hex}"
+    await ask(tiny_app, deterministic(prompt))
+    assert (await ask(tiny_app, deterministic(prompt)))["cached"] is True
+    assert (await ask(tiny_app, deterministic(prompt, bypass=True)))["cached"] is False
+    assert (await ask(tiny_app, deterministic(prompt, refresh=True)))["cached"] is False
+    changed = deterministic(prompt)
+    changed["sampling_params"]["top_p"] = 0.5
+    assert (await ask(tiny_app, changed))["cached"] is False
+    random_sampling = {"prompt": prompt, "sampling_params": {"max_tokens": 8, "temperature": 0.8}}
+    assert (await ask(tiny_app, random_sampling))["cached"] is False
+    assert (await ask(tiny_app, random_sampling))["cached"] is False  # not deterministic: never cached
+
+
+async def test_identical_concurrent_misses_generate_once(tiny_app: App) -> None:
+    prompt = f"Single flight {uuid.uuid4().hex}"
+    outs = await asyncio.gather(*(ask(tiny_app, deterministic(prompt), f"sf{i}") for i in range(20)))
+    assert sum(not o["cached"] for o in outs) == 1
+    assert len({o["text"] for o in outs}) == 1
+    assert sum(o["cost_usd"] for o in outs) == max(o["cost_usd"] for o in outs)
+
+
+async def test_errors_are_not_cached(tiny_app: App) -> None:
+    bad = deterministic("x" * 40_000)
+    for _ in range(2):
+        err = orjson.loads((await ask(tiny_app, bad))["error"])
+        assert err["type"] == "validation_error"
+
+
+async def test_concurrent_jobs_and_overhead_add_up_to_the_worker_seconds(tiny_app: App) -> None:
+    """Billing follows RunPod's: the jobs' costs plus the overhead equal running seconds times the rate."""
+    await ask(tiny_app, {"prompt": "warm", "sampling_params": {"max_tokens": 2}})  # engine up
+    meter, rate = tiny_app.meter, tiny_app.rate
+    run0, over0 = meter.running_seconds(), meter.overhead_seconds()
+    jobs = [{"prompt": f"Job {i}", "sampling_params": {"max_tokens": 8 + 4 * i, "ignore_eos": True}} for i in range(24)]
+    outs = await asyncio.gather(*(ask(tiny_app, j, f"bill{i}") for i, j in enumerate(jobs)))
+    await asyncio.sleep(0.2)  # some idle overhead too
+    run1, over1 = meter.running_seconds(), meter.overhead_seconds()
+    billed = sum(o["cost_usd"] for o in outs) + (over1 - over0) * rate / 3600
+    worker = (run1 - run0) * rate / 3600
+    assert billed == pytest.approx(worker, rel=0.01)
+    # concurrent jobs share seconds: together they cost far less than their summed wall times
+    walls = sum(o["timings"]["generation_ms"] for o in outs) / 1000 * rate / 3600
+    assert sum(o["cost_usd"] for o in outs) < walls / 2
+    # longer jobs (more tokens) pay more than shorter ones
+    assert outs[-1]["cost_usd"] > outs[0]["cost_usd"]
+
+
+async def test_budget_refuses_before_the_engine_starts(redis_url: str) -> None:
+    app = create_app(settings_for("tiny", REDIS_URL=redis_url, CACHE_NAMESPACE=f"b-{uuid.uuid4().hex[:8]}",
+                                  GPU_HOURLY_RATE="3.6", DAILY_BUDGET_USD="0.0001"))  # fmt: skip
+    try:
+        out = await ask(app, {"prompt": "expensive", "sampling_params": {"max_tokens": 64}})
+        err = orjson.loads(out["error"])
+        assert err["type"] == "budget_exceeded"
+        assert app.engine.starts == 0  # refused before paying for an engine start
+        state = await (await app.worker()).budget.state()
+        assert state.spent_usd == 0 and state.reserved_usd == 0
+    finally:
+        await app.aclose()
