@@ -39,6 +39,7 @@ demo: setup models
 	$(VENV)/bin/python -m handler.samples sample_jobs
 
 test: setup models $(AWQ_VENV)/.stamp
+	scripts/ensure_redis.sh
 	$(VENV)/bin/python -m pytest
 
 lint: $(VENV)/.stamp

@@ -18,7 +18,6 @@ client is passed in; tests pass one pointed at a local moto server.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -101,6 +100,7 @@ def _remote_head(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
 
 def upload_folder(folder: Path, uri: str, *, client: Any = None, workers: int = 4) -> UploadResult:
     """Upload every file under `folder` to the prefix; unchanged files (size + SHA-256) are skipped."""
+    from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import BotoCoreError, ClientError
     from tqdm import tqdm
 
@@ -135,6 +135,8 @@ def upload_folder(folder: Path, uri: str, *, client: Any = None, workers: int = 
             )
         except (ClientError, BotoCoreError) as exc:
             raise _error("upload", f"s3://{bucket}/{key}", exc) from exc
+        except S3UploadFailedError as exc:  # boto3's transfer wraps the ClientError; its text names the code
+            raise StorageError(f"S3 upload s3://{bucket}/{key} failed: {exc}") from exc
         uploaded.append(rel)
 
     pairs = list(zip(files, rels, strict=True))
@@ -256,6 +258,3 @@ def set_lifecycle(uri: str, tiers: Tiers, *, client: Any = None) -> dict[str, An
         raise _error("put lifecycle on", bucket, exc) from exc
     return rule
 
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

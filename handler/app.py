@@ -16,17 +16,35 @@ from typing import Any
 import orjson
 
 from handler.billing import Meter
-from handler.budget import Budget, hourly_rate
+from handler.budget import Budget, BudgetState, ExhaustedHook, hourly_rate
 from handler.cache import ResponseCache
 from handler.engine import EngineManager
 from handler.engine_command import answer_fingerprint
-from handler.errors import WorkerError
+from handler.errors import ConfigError, WorkerError
 from handler.model import resolve_model
 from handler.settings import Settings
 from handler.store import Store, open_store
 from handler.worker import Worker
 
 log = logging.getLogger(__name__)
+
+
+def scale_to_zero_hook(settings: Settings) -> ExhaustedHook | None:
+    """With BUDGET_SCALE_TO_ZERO, the budget's exhaustion sets this endpoint's workers to 0."""
+    if not settings.budget_scale_to_zero:
+        return None
+    if not (settings.runpod_endpoint_id and settings.runpod_api_key):
+        raise ConfigError(
+            "BUDGET_SCALE_TO_ZERO needs RUNPOD_ENDPOINT_ID and RUNPOD_API_KEY", field="BUDGET_SCALE_TO_ZERO"
+        )
+
+    async def hook(state: BudgetState) -> None:
+        from client.scale import scale_to_zero
+
+        log.warning("daily budget spent (%s): scaling endpoint %s to zero", state.day, settings.runpod_endpoint_id)
+        await asyncio.to_thread(scale_to_zero, settings.runpod_endpoint_id, settings.runpod_api_key)
+
+    return hook
 
 
 def error_output(exc: WorkerError) -> dict[str, Any]:
@@ -42,6 +60,7 @@ class App:
         self.meter = Meter(settings.seconds_per_token, clock=time.monotonic)
         self.rate = hourly_rate(settings)
         self.fingerprint = answer_fingerprint(settings, self.model, self.engine.device)
+        self._on_exhausted = scale_to_zero_hook(settings)
         self._worker: Worker | None = None
         self._store: Store | None = None
         self._lock: asyncio.Lock | None = None
@@ -57,7 +76,7 @@ class App:
                         self.engine,
                         self.model,
                         cache=ResponseCache(self._store, self.settings, self.fingerprint),
-                        budget=Budget(self._store, self.settings),
+                        budget=Budget(self._store, self.settings, on_exhausted=self._on_exhausted),
                         meter=self.meter,
                         hourly_rate=self.rate,
                     )

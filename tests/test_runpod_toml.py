@@ -21,7 +21,7 @@ def test_project_sections_have_what_the_runpod_cli_reads() -> None:
     for key in ("python_version", "handler_path", "requirements_path"):
         assert key in runtime, key
     assert project["volume_mount_path"] == "/runpod-volume"
-    assert runtime["handler_path"] == "handler/__main__.py"
+    assert runtime["handler_path"] == "rp_handler.py"
     assert all(gpu.startswith("NVIDIA ") for gpu in project["gpu_types"])
 
 

@@ -1,0 +1,51 @@
+"""The worker's entry points as users run them, in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from handler.settings import REPO_ROOT
+from tests.engine_support import worker_env
+
+PYTHON = sys.executable
+
+
+def run(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, *args], cwd=REPO_ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.engine
+def test_test_input_flag_answers_a_real_job() -> None:
+    job = {"input": {"prompt": "Hello", "sampling_params": {"max_tokens": 5, "temperature": 0}}}
+    done = run(["-m", "handler", "--test_input", orjson.dumps(job).decode()], worker_env("tiny"))
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+    assert "completed successfully" in log
+    assert "'completion_tokens': 5" in log
+
+
+def test_file_entry_point_for_the_runpod_cli_reports_bad_input_and_exits_nonzero() -> None:
+    job = {"input": {"prompt": "Hello", "sampling_params": {"temperature": "hot"}}}
+    done = run(["rp_handler.py", "--test_input", orjson.dumps(job).decode()], worker_env("tiny"), timeout=120)
+    log = done.stdout + done.stderr
+    assert done.returncode == 1, log[-3000:]
+    assert "validation_error" in log and "sampling_params.temperature" in log
+
+
+def test_missing_model_stops_the_worker_at_start_with_a_hint(tmp_path: object) -> None:
+    done = run(["-m", "handler"], worker_env("tiny", MODELS_DIR=str(tmp_path)), timeout=120)
+    assert done.returncode == 2
+    assert "builder tiny-model" in done.stderr
+
+
+def test_bad_setting_stops_the_worker_naming_the_variable() -> None:
+    done = run(["-m", "handler"], worker_env("tiny", MAX_CONCURRENCY="lots"), timeout=120)
+    assert done.returncode == 2
+    assert "MAX_CONCURRENCY" in done.stderr
