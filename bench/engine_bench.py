@@ -30,7 +30,11 @@ ROUNDS = 2
 def job_input(model: str, i: int, max_tokens: int) -> dict[str, Any]:
     params = {"max_tokens": max_tokens, "temperature": 0}
     if model == "tiny":  # random weights: fix the length so every round does the same work
-        return {"prompt": f"Item {i}: the", "sampling_params": {**params, "ignore_eos": True}, "cache": {"bypass": True}}
+        return {
+            "prompt": f"Item {i}: the",
+            "sampling_params": {**params, "ignore_eos": True},
+            "cache": {"bypass": True},
+        }
     question = f"Write one sentence about the number {i}."
     return {"messages": [{"role": "user", "content": question}], "sampling_params": params, "cache": {"bypass": True}}
 
@@ -99,8 +103,8 @@ async def measure_model(model: str, extra_args: str | None = None, label: str = 
          "goal": ">= 0.95", "unit": "ratio"},
         {"metric": f"{name}: batching gain through the handler (concurrent / one by one)",
          "value": round(gain_handler, 1), "goal": GOALS.get(model), "unit": "x"},
-        {"metric": f"{name}: handler batching gain / raw engine batching gain", "value": round(gain_handler / gain_raw, 3),
-         "goal": ">= 0.95", "unit": "ratio"},
+        {"metric": f"{name}: handler batching gain / raw engine batching gain",
+         "value": round(gain_handler / gain_raw, 3), "goal": ">= 0.95", "unit": "ratio"},
     ]  # fmt: skip
     return rows
 

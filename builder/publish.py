@@ -41,7 +41,10 @@ def _command(args: argparse.Namespace) -> int:
     tiers = None if args.no_tiers else Tiers(args.ia_days, args.archive_days, args.archive_class)
     try:
         result, rule = publish(
-            Path(args.model_dir), args.uri, tiers=tiers, client=make_client(args.endpoint_url),
+            Path(args.model_dir),
+            args.uri,
+            tiers=tiers,
+            client=make_client(args.endpoint_url),
             require_manifest=not args.allow_no_manifest,
         )
     except BuilderError as exc:

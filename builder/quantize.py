@@ -157,7 +157,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--bits", type=int, choices=(4,), default=4, help="weight bits (AutoAWQ GEMM packs 4)")
     p.add_argument("--group-size", type=int, default=64, help="input channels per quantization group")
     p.add_argument("--version", choices=("gemm", "gemv"), default="gemm", help="AWQ kernel layout")
-    p.add_argument("--calib", default=str(RUNTIME_DIR / "calibration.txt"), help="calibration texts, blank-line separated")
+    p.add_argument(
+        "--calib", default=str(RUNTIME_DIR / "calibration.txt"), help="calibration texts, blank-line separated"
+    )
     p.add_argument("--heldout", default=str(RUNTIME_DIR / "heldout.txt"), help="held-out text for perplexity")
     p.add_argument("--max-ratio", type=float, default=DEFAULT_MAX_RATIO, help="largest AWQ/original perplexity")
     p.add_argument("--max-calib-seq-len", type=int, default=512, help="calibration block length in tokens")

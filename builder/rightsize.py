@@ -161,7 +161,8 @@ def format_estimate(e: Estimate, max_model_len: int, seqs: int) -> str:
         f"parameters: {e.params / 1e6:,.1f} M ({e.quantization})",
         f"weights {e.weights_gb:.2f} GB + KV cache {e.kv_cache_gb:.2f} GB ({max_model_len} tokens x {seqs} seqs)"
         f" + overhead {e.overhead_gb:.2f} GB -> needs {e.need_gb:.2f} GB of VRAM",
-        f"rule of thumb ({'1.2' if e.quantization == 'awq' else '2.2'} GB per billion params): {e.rule_of_thumb_gb:.2f} GB",
+        f"rule of thumb ({'1.2' if e.quantization == 'awq' else '2.2'} GB per billion params): "
+        f"{e.rule_of_thumb_gb:.2f} GB",
     ]
     if e.gpu is None:
         lines.append(f"no GPU in the price table fits even {GPU_COUNTS[-1]} at a time")
@@ -183,8 +184,13 @@ def _command(args: argparse.Namespace) -> int:
         config = json.loads(config_path.read_text(encoding="utf-8"))
         table = load_prices(Path(args.prices) if args.prices else None)
         result = estimate(
-            config, list(table.gpus), max_model_len=args.max_model_len, seqs=args.seqs,
-            gpu_memory_utilization=args.gpu_memory_utilization, dtype=args.dtype, group_size=args.group_size,
+            config,
+            list(table.gpus),
+            max_model_len=args.max_model_len,
+            seqs=args.seqs,
+            gpu_memory_utilization=args.gpu_memory_utilization,
+            dtype=args.dtype,
+            group_size=args.group_size,
         )
     except (OSError, json.JSONDecodeError) as exc:
         print(f"right-size: cannot read {config_path}: {exc}", file=sys.stderr)
@@ -207,4 +213,3 @@ def register(subparsers: Any) -> None:
     p.add_argument("--prices", default=None, help="price table JSON (default: the packaged one)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_command)
-

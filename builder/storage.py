@@ -156,14 +156,18 @@ def list_prefix(uri: str, *, client: Any = None) -> list[dict[str, Any]]:
     client = client or make_client()
     objects: list[dict[str, Any]] = []
     try:
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""):
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""
+        ):
             objects.extend(page.get("Contents", []))
     except (ClientError, BotoCoreError) as exc:
         raise _error("list", uri, exc) from exc
     return objects
 
 
-def _download_one(client: Any, bucket: str, key: str, size: int, target: Path, progress: Callable[[int], None]) -> None:
+def _download_one(
+    client: Any, bucket: str, key: str, size: int, target: Path, *, progress: Callable[[int], None]
+) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
     head = _remote_head(client, bucket, key) or {}
@@ -207,12 +211,19 @@ def download_prefix(uri: str, dest: Path, *, client: Any = None, workers: int = 
         raise StorageError(f"{uri}: no objects under this prefix")
     dest = Path(dest)
     strip = len(prefix) + 1 if prefix else 0
-    jobs = [(obj["Key"], int(obj["Size"]), dest / obj["Key"][strip:]) for obj in objects if not obj["Key"].endswith("/")]
-    with tqdm(total=sum(size for _, size, _ in jobs), unit="B", unit_scale=True, desc=f"download {uri}") as bar:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_download_one, client, bucket, key, size, path, bar.update) for key, size, path in jobs]
-            for future in futures:
-                future.result()
+    jobs = [
+        (obj["Key"], int(obj["Size"]), dest / obj["Key"][strip:]) for obj in objects if not obj["Key"].endswith("/")
+    ]
+    total = sum(size for _, size, _ in jobs)
+    with (
+        tqdm(total=total, unit="B", unit_scale=True, desc=f"download {uri}") as bar,
+        ThreadPoolExecutor(max_workers=workers) as pool,
+    ):
+        futures = [
+            pool.submit(_download_one, client, bucket, key, size, path, progress=bar.update) for key, size, path in jobs
+        ]
+        for future in futures:
+            future.result()
     return sorted(path for _, _, path in jobs)
 
 
@@ -257,4 +268,3 @@ def set_lifecycle(uri: str, tiers: Tiers, *, client: Any = None) -> dict[str, An
     except ClientError as exc:
         raise _error("put lifecycle on", bucket, exc) from exc
     return rule
-

@@ -13,7 +13,6 @@ from handler.store_embedded import EmbeddedStore
 from tests.engine_support import require_model, settings_for
 from tests.redis_server import existing_or_new
 
-
 TEST_HOURLY_RATE = "3.6"  # USD per worker hour: a tenth of a cent per second, easy to check
 
 
@@ -23,7 +22,9 @@ async def tiny_app(redis_url: str) -> AsyncIterator[App]:
     its engine starts on the first cache miss and serves the whole session."""
     require_model("tiny")
     namespace = f"tests-tiny-{uuid.uuid4().hex[:8]}"
-    app = create_app(settings_for("tiny", CACHE_NAMESPACE=namespace, REDIS_URL=redis_url, GPU_HOURLY_RATE=TEST_HOURLY_RATE))
+    app = create_app(
+        settings_for("tiny", CACHE_NAMESPACE=namespace, REDIS_URL=redis_url, GPU_HOURLY_RATE=TEST_HOURLY_RATE)
+    )
     yield app
     await app.aclose()
 

@@ -56,10 +56,16 @@ def test_bake_refuses_a_damaged_model(tmp_path: Path) -> None:
 
 
 def run_script(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "BUILDER_PYTHON": str(ROOT / ".venv" / "bin" / "python"),
-            "MODELS_DEST": str(tmp_path / "models"), "WORK_DIR": str(tmp_path / "work"), **env}
-    return subprocess.run([str(ROOT / "scripts" / "bake_model.sh")], cwd=ROOT, env=full, text=True,
-                          capture_output=True, check=False)
+    full = {
+        **os.environ,
+        "BUILDER_PYTHON": str(ROOT / ".venv" / "bin" / "python"),
+        "MODELS_DEST": str(tmp_path / "models"),
+        "WORK_DIR": str(tmp_path / "work"),
+        **env,
+    }
+    return subprocess.run(
+        [str(ROOT / "scripts" / "bake_model.sh")], cwd=ROOT, env=full, text=True, capture_output=True, check=False
+    )
 
 
 def test_bake_script_from_a_local_folder(tmp_path: Path) -> None:

@@ -42,9 +42,14 @@ def test_chat_job_keeps_messages() -> None:
 
 
 def test_openai_input_is_passed_through_with_defaults_and_without_model() -> None:
-    req = single({"openai_route": "/v1/chat/completions",
-                  "openai_input": {"model": "x", "messages": [{"role": "user", "content": "hi"}],
-                                   "max_completion_tokens": 7, "stream": True, "response_format": {"type": "text"}}})  # fmt: skip
+    openai_input = {
+        "model": "x",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_completion_tokens": 7,
+        "stream": True,
+        "response_format": {"type": "text"},
+    }
+    req = single({"openai_route": "/v1/chat/completions", "openai_input": openai_input})
     assert req.openai and req.stream
     assert "model" not in req.body and "stream" not in req.body
     assert req.body["max_tokens"] == 7
@@ -65,8 +70,10 @@ def test_openai_input_is_passed_through_with_defaults_and_without_model() -> Non
         ({"prompt": "x" * 51}, "prompt"),
         ({"prompt": "x", "cache": {"ttl": 0}}, "cache.ttl"),
         ({"openai_route": "/v1/completions", "openai_input": {}}, "openai_input.prompt"),
-        ({"openai_route": "/v1/completions", "openai_input": {"prompt": "x", "max_tokens": 900}},
-         "openai_input.max_tokens"),
+        (
+            {"openai_route": "/v1/completions", "openai_input": {"prompt": "x", "max_tokens": 900}},
+            "openai_input.max_tokens",
+        ),
         ("text", "input"),
     ],
 )

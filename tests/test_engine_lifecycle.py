@@ -39,8 +39,8 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def wait_for(predicate: Any, timeout: float) -> bool:
-    for _ in range(int(timeout * 10)):
+async def wait_for(predicate: Any, seconds: float) -> bool:
+    for _ in range(int(seconds * 10)):
         if predicate():
             return True
         await asyncio.sleep(0.1)

@@ -17,7 +17,13 @@ PYTHON = sys.executable
 
 def run(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PYTHON, *args], cwd=REPO_ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout
+        [PYTHON, *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 

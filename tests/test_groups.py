@@ -41,15 +41,21 @@ def test_unsupported_architecture_named() -> None:
 
 
 def test_output_width_clip_constraint() -> None:
-    config = {**SMOLLM2, "hidden_size": 512, "num_attention_heads": 8, "head_dim": 64, "num_key_value_heads": 1,
-              "intermediate_size": 1000}
-    with pytest.raises(GroupSizeError, match="mlp.down_proj input width 1000"):
+    config = {
+        **SMOLLM2,
+        "hidden_size": 512,
+        "num_attention_heads": 8,
+        "head_dim": 64,
+        "num_key_value_heads": 1,
+        "intermediate_size": 1000,
+    }
+    with pytest.raises(GroupSizeError, match=r"mlp.down_proj input width 1000"):
         check_group_size(config, 64)
     config["intermediate_size"] = 1024
     config["num_key_value_heads"] = 1
     config["head_dim"] = 32
     config["num_attention_heads"] = 16
-    with pytest.raises(UnsupportedModel, match="self_attn.v_proj: output width 32"):
+    with pytest.raises(UnsupportedModel, match=r"self_attn.v_proj: output width 32"):
         check_group_size(config, 32)
 
 

@@ -24,8 +24,13 @@ def s3() -> Iterator[Any]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
     host, port = server.get_host_and_port()
-    client = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
-                          aws_access_key_id="test", aws_secret_access_key="test")
+    client = boto3.client(
+        "s3",
+        endpoint_url=f"http://{host}:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
     client.create_bucket(Bucket="models")
     yield client
     server.stop()
@@ -53,12 +58,14 @@ def test_publish_read_back_and_tiers(model: Path, tmp_path: Path, s3: Any) -> No
     rules = get_lifecycle("models", client=s3)
     assert [r["ID"] for r in rules] == ["tiers:tiny/v1"]
     assert [(t["Days"], t["StorageClass"]) for t in rules[0]["Transitions"]] == [
-        (30, "STANDARD_IA"), (180, "DEEP_ARCHIVE")]
+        (30, "STANDARD_IA"),
+        (180, "DEEP_ARCHIVE"),
+    ]
 
 
 def test_publish_refuses_a_tampered_folder(model: Path, s3: Any) -> None:
     (model / "tokenizer.json").write_text("{}")
-    with pytest.raises(SourceError, match="does not match its manifest: tokenizer.json"):
+    with pytest.raises(SourceError, match=r"does not match its manifest: tokenizer\.json"):
         publish(model, "s3://models/bad", tiers=None, client=s3)
     (model / "manifest.json").unlink()
     with pytest.raises(SourceError, match="manifest missing"):

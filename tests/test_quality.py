@@ -11,9 +11,15 @@ CONFIG = {"quantization_config": {"quant_method": "awq", "version": "gemm"}}
 
 def report(**changes: Any) -> dict[str, Any]:
     # The DESIGN.md CPU figures for SmolLM2 (fixed AutoAWQ, 1,953 tokens).
-    base = {"ppl_original": 16.66, "ppl_rtn": 20.71, "ppl_awq": 19.46, "heldout_tokens": 1953,
-            "weight_error_max": 0.12, "weight_error_layer": "model.layers.0.mlp.down_proj",
-            "rtn_weight_error_max": 0.11}
+    base = {
+        "ppl_original": 16.66,
+        "ppl_rtn": 20.71,
+        "ppl_awq": 19.46,
+        "heldout_tokens": 1953,
+        "weight_error_max": 0.12,
+        "weight_error_layer": "model.layers.0.mlp.down_proj",
+        "rtn_weight_error_max": 0.11,
+    }
     return {**base, **changes}
 
 

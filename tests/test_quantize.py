@@ -49,8 +49,9 @@ save_file(sd, str(dst / "model.safetensors"), metadata={"format": "pt"})
 
 
 def builder(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "builder", *args], cwd=ROOT, text=True, capture_output=True,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "builder", *args], cwd=ROOT, text=True, capture_output=True, check=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +63,13 @@ def skewed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @needs_awq
 def test_autoawq_alias_bug_is_fixed() -> None:
-    out = subprocess.run([str(AWQ_PYTHON), "-m", "builder.awq_runtime", "selfcheck"], cwd=ROOT, text=True,
-                         capture_output=True, check=True)
+    out = subprocess.run(
+        [str(AWQ_PYTHON), "-m", "builder.awq_runtime", "selfcheck"],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        check=True,
+    )
     result = json.loads(out.stdout)
     assert result["upstream_max_change"] > 1e-3  # upstream's "backup" aliases the weights on CPU
     assert result["fixed_max_change"] == 0.0  # ours restores them exactly
@@ -98,8 +104,9 @@ def test_quantize_tiny_for_real(skewed: Path, tmp_path: Path) -> None:
 @needs_tiny
 def test_gate_catches_the_unfixed_autoawq(skewed: Path, tmp_path: Path) -> None:
     out = tmp_path / "broken"
-    proc = builder("quantize", str(skewed), "--out", str(out), "--device", "cpu", "--skip-rtn-comparison",
-                   "--upstream-autoawq")
+    proc = builder(
+        "quantize", str(skewed), "--out", str(out), "--device", "cpu", "--skip-rtn-comparison", "--upstream-autoawq"
+    )
     assert proc.returncode == 1
     assert "quality gate failed" in proc.stderr and "weight reconstruction" in proc.stderr
     assert not out.exists()
@@ -114,8 +121,16 @@ def test_group_size_refused_before_any_work(tmp_path: Path) -> None:
     config = json.loads((TINY / "config.json").read_text())
     config.update(hidden_size=576, num_attention_heads=9, head_dim=64, num_key_value_heads=3, intermediate_size=1536)
     (model / "config.json").write_text(json.dumps(config))
-    proc = builder("quantize", str(model), "--out", str(tmp_path / "o"), "--group-size", "128",
-                   "--awq-python", "/nonexistent/python")
+    proc = builder(
+        "quantize",
+        str(model),
+        "--out",
+        str(tmp_path / "o"),
+        "--group-size",
+        "128",
+        "--awq-python",
+        "/nonexistent/python",
+    )
     assert proc.returncode == 1
     assert "group size 128 does not divide" in proc.stderr and "fit every layer: 32, 64" in proc.stderr
     config["model_type"] = "gemma"
@@ -130,7 +145,17 @@ def test_group_size_refused_before_any_work(tmp_path: Path) -> None:
 def test_calibration_texts_all_too_long(tmp_path: Path) -> None:
     calib = tmp_path / "calib.txt"
     calib.write_text("word " * 400 + "\n\n" + "more words " * 300)
-    proc = builder("quantize", str(TINY), "--out", str(tmp_path / "o"), "--calib", str(calib),
-                   "--max-calib-seq-len", "64", "--device", "cpu")
+    proc = builder(
+        "quantize",
+        str(TINY),
+        "--out",
+        str(tmp_path / "o"),
+        "--calib",
+        str(calib),
+        "--max-calib-seq-len",
+        "64",
+        "--device",
+        "cpu",
+    )
     assert proc.returncode == 1
     assert "no calibration text fits max_calib_seq_len=64" in proc.stderr

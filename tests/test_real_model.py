@@ -66,7 +66,9 @@ async def test_temperature_zero_is_the_same_alone_and_among_sixteen(smollm2_app:
     probe = chat("What is the capital of Germany?", max_tokens=32)
     alone = await ask(smollm2_app, probe)
     fillers = [chat(q, max_tokens=32) for q in list(QUESTIONS) * 4][:15]
-    crowd = await asyncio.gather(*(ask(smollm2_app, x, f"f{i}") for i, x in enumerate([*fillers[:7], probe, *fillers[7:]])))
+    crowd = await asyncio.gather(
+        *(ask(smollm2_app, x, f"f{i}") for i, x in enumerate([*fillers[:7], probe, *fillers[7:]]))
+    )
     engine = smollm2_app.settings
     assert crowd[7]["text"] == alone["text"], (
         f"temperature-0 answer changed inside a batch (dtype={engine.engine_dtype or 'default'}, "

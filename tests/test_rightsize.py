@@ -7,13 +7,37 @@ import pytest
 from builder.rightsize import count_params, estimate, kv_cache_bytes, weight_bytes
 from client.prices import load_prices
 
-LLAMA2_7B = {"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
-             "num_key_value_heads": 32, "intermediate_size": 11008, "vocab_size": 32000, "tie_word_embeddings": False}
-LLAMA2_70B = {"model_type": "llama", "hidden_size": 8192, "num_hidden_layers": 80, "num_attention_heads": 64,
-              "num_key_value_heads": 8, "intermediate_size": 28672, "vocab_size": 32000, "tie_word_embeddings": False}
-SMOLLM2 = {"model_type": "llama", "hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9,
-           "num_key_value_heads": 3, "head_dim": 64, "intermediate_size": 1536, "vocab_size": 49152,
-           "tie_word_embeddings": True}
+LLAMA2_7B = {
+    "model_type": "llama",
+    "hidden_size": 4096,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "intermediate_size": 11008,
+    "vocab_size": 32000,
+    "tie_word_embeddings": False,
+}
+LLAMA2_70B = {
+    "model_type": "llama",
+    "hidden_size": 8192,
+    "num_hidden_layers": 80,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "intermediate_size": 28672,
+    "vocab_size": 32000,
+    "tie_word_embeddings": False,
+}
+SMOLLM2 = {
+    "model_type": "llama",
+    "hidden_size": 576,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "head_dim": 64,
+    "intermediate_size": 1536,
+    "vocab_size": 49152,
+    "tie_word_embeddings": True,
+}
 
 
 def test_param_counts_by_hand() -> None:
@@ -35,7 +59,9 @@ def test_kv_cache_by_hand() -> None:
 def test_awq_bytes_per_param() -> None:
     p = count_params(LLAMA2_7B)
     # linears at 0.5 + 2.5/128 bytes, embeddings/head/norms at 2 bytes
-    assert weight_bytes(p, "awq", group_size=128) == pytest.approx(p.linear * (0.5 + 2.5 / 128) + (p.total - p.linear) * 2)
+    assert weight_bytes(p, "awq", group_size=128) == pytest.approx(
+        p.linear * (0.5 + 2.5 / 128) + (p.total - p.linear) * 2
+    )
     assert weight_bytes(p, "", "float16") == 2 * p.total
 
 
@@ -53,8 +79,9 @@ def test_70b_fp16_needs_several_gpus_and_awq_fits_one() -> None:
     gpus = list(load_prices().gpus)
     fp16 = estimate(LLAMA2_70B, gpus, max_model_len=4096)
     assert fp16.need_gb > 141 and fp16.gpu_count == 2
-    awq = estimate({**LLAMA2_70B, "quantization_config": {"quant_method": "awq", "group_size": 128}}, gpus,
-                   max_model_len=4096)
+    awq = estimate(
+        {**LLAMA2_70B, "quantization_config": {"quant_method": "awq", "group_size": 128}}, gpus, max_model_len=4096
+    )
     assert awq.quantization == "awq" and awq.gpu_count == 1
     # linears 68,451,041,280 * (0.5 + 2.5/128) + 525,606,912 * 2 = 36.614 GB; KV 1.342 GB;
     # overhead 1 + 3.661 GB -> 42.617 / 0.9 = 47.35 GB: one 48 GB card

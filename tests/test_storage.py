@@ -80,7 +80,9 @@ def test_download_resumes_a_partial_file(tmp_path: Path, s3: Any) -> None:
     (dest / "sub").mkdir(parents=True)
     (dest / "sub" / "weights.bin.part").write_bytes(data[:300_000])
     ranges: list[str] = []
-    s3.meta.events.register("provide-client-params.s3.GetObject", lambda params, **_: ranges.append(params.get("Range", "")))
+    s3.meta.events.register(
+        "provide-client-params.s3.GetObject", lambda params, **_: ranges.append(params.get("Range", ""))
+    )
     download_prefix(uri, dest, client=s3)
     assert (dest / "sub" / "weights.bin").read_bytes() == data
     assert not (dest / "sub" / "weights.bin.part").exists()
@@ -98,7 +100,7 @@ def test_corrupt_partial_is_rejected(tmp_path: Path, s3: Any) -> None:
     dest = tmp_path / "dl"
     (dest / "sub").mkdir(parents=True)
     (dest / "sub" / "weights.bin.part").write_bytes(b"\xff" * 1000)
-    with pytest.raises(StorageError, match="SHA-256 .* does not match"):
+    with pytest.raises(StorageError, match=r"SHA-256 .* does not match"):
         download_prefix(uri, dest, client=s3)
     download_prefix(uri, dest, client=s3)  # the bad part was dropped; a rerun succeeds
     assert (dest / "sub" / "weights.bin").read_bytes() == (folder / "sub" / "weights.bin").read_bytes()
@@ -107,8 +109,9 @@ def test_corrupt_partial_is_rejected(tmp_path: Path, s3: Any) -> None:
 def test_lifecycle_rules_on_the_server(s3: Any) -> None:
     s3.put_bucket_lifecycle_configuration(
         Bucket=s3.bucket,
-        LifecycleConfiguration={"Rules": [{"ID": "other", "Filter": {"Prefix": "logs/"}, "Status": "Enabled",
-                                           "Expiration": {"Days": 7}}]},
+        LifecycleConfiguration={
+            "Rules": [{"ID": "other", "Filter": {"Prefix": "logs/"}, "Status": "Enabled", "Expiration": {"Days": 7}}]
+        },
     )
     set_lifecycle(f"s3://{s3.bucket}/models/m1", Tiers(30, 120, "DEEP_ARCHIVE"), client=s3)
     set_lifecycle(f"s3://{s3.bucket}/models/m1", Tiers(45, 200, "GLACIER"), client=s3)  # replaces its own rule

@@ -94,7 +94,10 @@ async def test_batch_runs_items_in_order_and_fails_one_by_one(tiny_app: App) -> 
 
 
 async def test_stream_aggregates_to_the_plain_answer(tiny_app: App) -> None:
-    body = {"messages": [{"role": "user", "content": "tell me"}], "sampling_params": {"max_tokens": 12, "temperature": 0}}
+    body = {
+        "messages": [{"role": "user", "content": "tell me"}],
+        "sampling_params": {"max_tokens": 12, "temperature": 0},
+    }
     plain = await tiny_app.handler(job({**body, "cache": NO_CACHE}))
     pieces = [p async for p in tiny_app.generator_handler(job({**body, "stream": True, "cache": NO_CACHE}))]
     deltas = [p["text"] for p in pieces[:-1]]
@@ -106,7 +109,9 @@ async def test_stream_aggregates_to_the_plain_answer(tiny_app: App) -> None:
 
 async def test_openai_stream_yields_raw_chunks(tiny_app: App) -> None:
     body = {"messages": [{"role": "user", "content": "go"}], "max_tokens": 6, "temperature": 0, "stream": True}
-    pieces = [p async for p in tiny_app.generator_handler(job({"openai_route": "/v1/chat/completions", "openai_input": body}))]
+    pieces = [
+        p async for p in tiny_app.generator_handler(job({"openai_route": "/v1/chat/completions", "openai_input": body}))
+    ]
     chunks = [p for p in pieces if p.get("object") == "chat.completion.chunk"]
     assert chunks, pieces
     assert "usage" in pieces[-1]
@@ -114,7 +119,10 @@ async def test_openai_stream_yields_raw_chunks(tiny_app: App) -> None:
 
 async def test_many_concurrent_jobs_all_answer(tiny_app: App) -> None:
     jobs = [
-        job({"prompt": f"Item {i}:", "sampling_params": {"max_tokens": 16, "ignore_eos": True}, "cache": NO_CACHE}, f"c{i}")
+        job(
+            {"prompt": f"Item {i}:", "sampling_params": {"max_tokens": 16, "ignore_eos": True}, "cache": NO_CACHE},
+            f"c{i}",
+        )
         for i in range(40)
     ]
     outs = await asyncio.gather(*(tiny_app.handler(j) for j in jobs))
@@ -146,5 +154,7 @@ async def test_bad_input_names_the_field_and_the_worker_keeps_serving(
 
 async def test_prompt_over_the_context_length_is_a_validation_error(tiny_app: App) -> None:
     words = " ".join(["word"] * 3000)  # far over max_model_len tokens, under the character limit
-    err = error_of(await tiny_app.handler(job({"prompt": words, "sampling_params": {"max_tokens": 4}, "cache": NO_CACHE})))
+    err = error_of(
+        await tiny_app.handler(job({"prompt": words, "sampling_params": {"max_tokens": 4}, "cache": NO_CACHE}))
+    )
     assert err["type"] == "validation_error"

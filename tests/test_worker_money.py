@@ -36,7 +36,9 @@ async def test_a_hit_is_free_and_never_starts_the_engine_of_another_worker(tiny_
         assert hit["cost_usd"] == 0
         assert hit["text"] == first["text"] and hit["usage"] == first["usage"]
         assert other.engine.starts == 0 and not other.engine.running
-        streamed = [p async for p in other.generator_handler({"id": "s", "input": {**deterministic(prompt), "stream": True}})]
+        streamed = [
+            p async for p in other.generator_handler({"id": "s", "input": {**deterministic(prompt), "stream": True}})
+        ]
         assert streamed[-1]["cached"] is True and "".join(p["text"] for p in streamed[:-1]) == first["text"]
     finally:
         await other.aclose()

@@ -46,7 +46,7 @@ class RecordingAwqQuantizer(AwqQuantizer):
     column_scales: dict
     row_scales: dict
 
-    def _search_best_scale(self, module, prev_op, layers, inp, module2inspect=None, kwargs=None):
+    def _search_best_scale(self, module, prev_op, layers, inp, module2inspect=None, kwargs=None):  # noqa: PLR0917 (upstream's signature)
         result = super()._search_best_scale(
             module, prev_op, layers, inp, module2inspect=module2inspect, kwargs=kwargs if kwargs is not None else {}
         )
@@ -67,7 +67,7 @@ class RecordingAwqQuantizer(AwqQuantizer):
 class FixedAwqQuantizer(RecordingAwqQuantizer):
     """AwqQuantizer with a real backup in `_compute_best_scale` and a record of applied scales."""
 
-    def _compute_best_scale(self, x, w_mean, x_mean, module2inspect, linears2scale, fp16_output, kwargs=None):
+    def _compute_best_scale(self, x, w_mean, x_mean, module2inspect, linears2scale, fp16_output, kwargs=None):  # noqa: PLR0917 (upstream's signature)
         # An instance attribute shadows nn.Module.state_dict for the parent's single call.
         module2inspect.state_dict = _cloning_state_dict(module2inspect)
         try:

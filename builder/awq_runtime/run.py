@@ -130,7 +130,9 @@ def _awq_plain_state(original_sd: dict, checkpoint: dict, linears: list[str], ti
         base = key[: -len(".weight")] if key.endswith(".weight") else None
         if base in linears:
             try:
-                w = dequantize_gemm(checkpoint[f"{base}.qweight"], checkpoint[f"{base}.qzeros"], checkpoint[f"{base}.scales"])
+                w = dequantize_gemm(
+                    checkpoint[f"{base}.qweight"], checkpoint[f"{base}.qzeros"], checkpoint[f"{base}.scales"]
+                )
             except KeyError as exc:
                 raise RuntimeJobError(f"AWQ checkpoint lacks {exc.args[0]}") from exc
             dequantized[base] = w
@@ -190,8 +192,14 @@ def run(spec: dict) -> dict:
         eval_dtype = torch.float16 if device == "cuda" else torch.float32
         original = AutoModelForCausalLM.from_pretrained(str(stage), torch_dtype=eval_dtype).to(eval_device).eval()
     window = min(EVAL_WINDOW, int(config.get("max_position_embeddings") or EVAL_WINDOW))
-    report["ppl_original"] = perplexity(original, heldout_ids, window, "original")
+    report.update(_measure(original, heldout_ids, window, out, config, column_scales, row_scales, bits, group))
+    report["eval_seconds"] = round(time.monotonic() - started, 1)
+    return report
 
+
+def _measure(original, heldout_ids, window, out, config, column_scales, row_scales, bits, group) -> dict:  # noqa: PLR0917
+    """Perplexities (original, RTN, AWQ checkpoint dequantized) and per-layer reconstruction errors."""
+    report: dict = {"ppl_original": perplexity(original, heldout_ids, window, "original")}
     original_sd = {k: v.detach().clone() for k, v in original.state_dict().items()}
     linears = decoder_linear_names(list(original_sd))
     tied = bool(config.get("tie_word_embeddings", False))
@@ -223,5 +231,4 @@ def run(spec: dict) -> dict:
     if unexpected or [k for k in missing if not (tied and k == "lm_head.weight")]:
         raise RuntimeJobError(f"AWQ checkpoint does not match the model: missing {missing}, unexpected {unexpected}")
     report["ppl_awq"] = perplexity(model, heldout_ids, window, "AWQ")
-    report["eval_seconds"] = round(time.monotonic() - started, 1)
     return report
