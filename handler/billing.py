@@ -5,7 +5,11 @@ those seconds, from the moment it starts, into segments between events (a job
 starts, a job finishes, the engine starts or becomes ready):
 
 - a segment with jobs in flight is shared by those jobs in proportion to the
-  tokens each processed during it (equally when none reported tokens in it);
+  tokens each processed during it (equally when none reported tokens in it).
+  A job whose tokens are only known at its end (a plain, non-streamed request)
+  is "silent": in each segment it weighs as much as the average job that did
+  report, which is what continuous batching does (one token per step for each
+  running sequence);
 - a segment with no job in flight, or while the engine is starting, is worker
   overhead (boot, engine start-up, idle).
 
@@ -41,6 +45,7 @@ class _Job:
     tokens_in_segment: int = 0
     tokens: int = 0
     engine_wait: float = 0.0
+    silent: bool = False
 
 
 class Meter:
@@ -66,25 +71,30 @@ class Meter:
                     job.tokens_in_segment = 0
             return
         jobs = list(self._jobs.values())
-        tokens = sum(j.tokens_in_segment for j in jobs)
-        for job in jobs:
-            share = job.tokens_in_segment / tokens if tokens else 1.0 / len(jobs)
+        reporting = [j.tokens_in_segment for j in jobs if not j.silent]
+        typical = sum(reporting) / len(reporting) if reporting else 0.0
+        weights = [typical if j.silent else float(j.tokens_in_segment) for j in jobs]
+        total = sum(weights)
+        for job, weight in zip(jobs, weights, strict=True):
+            share = weight / total if total else 1.0 / len(jobs)
             job.billed += elapsed * share
             job.tokens_in_segment = 0
 
     # --- events -------------------------------------------------------------
-    def job_started(self, job_id: str) -> None:
+    def job_started(self, job_id: str, *, reports_tokens: bool = True) -> None:
+        """A job starts using the engine; `reports_tokens=False` for a silent job (tokens known at its end)."""
         if job_id in self._jobs:
             raise ValueError(f"job {job_id!r} is already being metered")
         self._close_segment()
-        self._jobs[job_id] = _Job(started=self._mark)
+        self._jobs[job_id] = _Job(started=self._mark, silent=not reports_tokens)
 
     def add_tokens(self, job_id: str, n: int) -> None:
         """Tokens (prompt and generated) `job_id` processed since its last report."""
         job = self._jobs.get(job_id)
         if job is None:
             raise KeyError(f"job {job_id!r} is not being metered (job_started was not called)")
-        job.tokens_in_segment += max(0, n)
+        if not job.silent:
+            job.tokens_in_segment += max(0, n)
         job.tokens += max(0, n)
 
     def job_finished(self, job_id: str) -> float:

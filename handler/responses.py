@@ -71,6 +71,22 @@ class StreamAccumulator:
         return out
 
 
+def text_result(response: dict[str, Any], route: str) -> dict[str, Any]:
+    """A non-streamed OpenAI completion or chat response in the worker's text shape."""
+    texts = []
+    for choice in response.get("choices") or []:
+        text = (choice.get("message") or {}).get("content") if route == CHAT_ROUTE else choice.get("text")
+        texts.append({"index": int(choice.get("index", 0)), "text": str(text or ""),
+                      "finish_reason": choice.get("finish_reason")})  # fmt: skip
+    texts.sort(key=lambda c: c["index"])
+    first = texts[0] if texts else {"text": "", "finish_reason": None}
+    out: dict[str, Any] = {"text": first["text"], "finish_reason": first["finish_reason"],
+                           "usage": usage_of(response.get("usage"))}  # fmt: skip
+    if len(texts) > 1:
+        out["choices"] = texts
+    return out
+
+
 def openai_finish(response: dict[str, Any]) -> str | None:
     choices = response.get("choices") or []
     return str(choices[0].get("finish_reason")) if choices and choices[0].get("finish_reason") else None

@@ -22,7 +22,7 @@ from handler.contract import MODELS_ROUTE, EngineRequest, parse_job
 from handler.engine import EngineManager
 from handler.engine_command import ModelRef
 from handler.errors import WorkerError
-from handler.responses import StreamAccumulator, openai_finish, sum_usage, usage_of
+from handler.responses import StreamAccumulator, openai_finish, sum_usage, text_result, usage_of
 from handler.settings import Settings
 
 _PER_JOB_FIELDS = ("cached", "timings", "cost_usd", "budget")
@@ -126,7 +126,7 @@ class Worker:
         timer = _Timer(self._clock, self._clock())
         options = CacheOptions(bypass=req.cache.bypass, refresh=req.cache.refresh, ttl=req.cache.ttl)
         # OpenAI-shaped answers differ between streamed and plain; text answers do not.
-        key_body = {**req.body, "_openai_stream": req.stream} if req.openai else req.body
+        key_body = {**req.body, "_openai_stream": stream} if req.openai else req.body
         key = self.cache.key_for(req.route, key_body, options)
         if key is not None:
             hit = await self.cache.get(key, options)
@@ -177,23 +177,22 @@ class Worker:
         reservation = await self.budget.reserve(job_id, worst)
         timer.engine_start_s = await self._start_engine(reservation)
         timer.sent = self._clock()
-        self.meter.job_started(job_id)
+        self.meter.job_started(job_id, reports_tokens=stream)
         try:
-            if req.openai and not req.stream:
-                result = await self.engine.request(req.route, req.body)
-                usage = usage_of(result.get("usage"))
-                self.meter.add_tokens(job_id, usage["total_tokens"])
-                result = {**result, "finish_reason": openai_finish(result)}
-            else:
+            if stream:  # pieces as they come; the meter sees tokens as they are made
                 acc = StreamAccumulator(req.route)
                 async for chunk in self.engine.stream(req.route, req.body):
                     text, tokens = acc.add(chunk)
                     self.meter.add_tokens(job_id, tokens)
-                    if stream and req.openai:
+                    if req.openai:
                         yield False, chunk  # raw OpenAI chunks, as the reference worker streams them
-                    elif stream and text:
+                    elif text:
                         yield False, {"text": text}
                 result = acc.result()
+            else:  # one plain request: streaming costs the engine and the worker ~30% of throughput
+                raw = await self.engine.request(req.route, req.body)
+                result = {**raw, "finish_reason": openai_finish(raw)} if req.openai else text_result(raw, req.route)
+                self.meter.add_tokens(job_id, usage_of(raw.get("usage"))["total_tokens"])
         except BaseException:
             self.meter.job_finished(job_id)
             await self.budget.release(reservation)

@@ -134,3 +134,35 @@ def test_unknown_or_duplicate_jobs_are_refused() -> None:
 def test_money() -> None:
     assert cost_usd(3600, 2.0) == pytest.approx(2.0)
     assert worst_case_usd(100, 0.036, 1.0) == pytest.approx(0.001)
+
+
+def test_silent_jobs_share_equally_and_add_up() -> None:
+    """Plain requests report their tokens only at the end; while they run they share the seconds equally."""
+    clock = FakeClock()
+    meter = Meter(0.05, clock=clock)
+    meter.job_started("short", reports_tokens=False)
+    meter.job_started("long", reports_tokens=False)
+    clock.advance(6)  # both decoding: 3 s each
+    meter.add_tokens("short", 20)  # the end-of-job report does not grab the segment
+    short = meter.job_finished("short")
+    clock.advance(4)  # long alone
+    meter.add_tokens("long", 200)
+    long = meter.job_finished("long")
+    assert short == pytest.approx(3)
+    assert long == pytest.approx(3 + 4)
+    assert short + long + meter.overhead_seconds() == pytest.approx(meter.running_seconds())
+
+
+def test_a_silent_job_weighs_like_the_average_reporting_job() -> None:
+    clock = FakeClock()
+    meter = Meter(0.05, clock=clock)
+    meter.job_started("stream-a")
+    meter.job_started("stream-b")
+    meter.job_started("plain", reports_tokens=False)
+    clock.advance(9)
+    meter.add_tokens("stream-a", 10)
+    meter.add_tokens("stream-b", 30)  # average 20: the silent job counts as 20 of 60 tokens
+    plain = meter.job_finished("plain")
+    a = meter.job_finished("stream-a")
+    b = meter.job_finished("stream-b")
+    assert (a, b, plain) == (pytest.approx(1.5), pytest.approx(4.5), pytest.approx(3.0))
