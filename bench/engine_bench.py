@@ -3,8 +3,9 @@
     python -m bench.engine_bench [tiny|smollm2 ...]
 
 For each model one engine is started by the worker; the same requests then go
-(a) straight to that engine's OpenAI server and (b) through the handler (cache
-bypassed), alternating rounds so both see the same machine load. Ratios, not
+(a) straight to that engine's OpenAI server (aiohttp, the fastest client we
+have) and (b) through the handler (cache bypassed), alternating rounds so both
+see the same machine load. Ratios, not
 absolute times, are the results.
 """
 
@@ -15,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-import httpx
+import aiohttp
 
 from handler.app import App, create_app
 from handler.contract import parse_single
@@ -51,12 +52,13 @@ async def via_handler(app: App, inputs: list[dict[str, Any]], concurrent: bool) 
 
 async def via_raw(app: App, inputs: list[dict[str, Any]], concurrent: bool) -> tuple[float, int]:
     requests = [parse_single({k: v for k, v in x.items() if k != "cache"}, app.settings) for x in inputs]
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.engine.port}", timeout=600) as client:
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{app.engine.port}", connector=connector) as client:
 
         async def one(route: str, body: dict[str, Any]) -> int:
-            response = await client.post(route, json=body)
-            response.raise_for_status()
-            return int(response.json()["usage"]["completion_tokens"])
+            async with client.post(route, json=body) as response:
+                response.raise_for_status()
+                return int((await response.json())["usage"]["completion_tokens"])
 
         started = time.perf_counter()
         if concurrent:

@@ -35,4 +35,3 @@ def require_model(name: str) -> Path:
     if not (folder / "manifest.json").is_file():
         raise RuntimeError(f"{folder} is not built: run `make models` (make test does it)")
     return folder
-
