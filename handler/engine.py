@@ -251,53 +251,49 @@ class EngineManager:
         state = f"exited with code {code}" if code is not None else "dropped the connection"
         return EngineCrashed(f"the engine {state} during the request ({type(exc).__name__}); the next job restarts it")
 
-    async def request(self, route: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """One non-streaming request (GET when body is None)."""
+    @contextlib.asynccontextmanager
+    async def _call(self) -> AsyncIterator[aiohttp.ClientSession]:
+        """One request in flight: counted for the idle watch, failures translated."""
         client = self._require_client()
         self._active += 1
         try:
+            yield client
+        except aiohttp.ClientError as exc:
+            raise await self._lost(exc) from exc
+        except TimeoutError as exc:
+            raise EngineRequestError(f"the engine did not answer within {self._timeout:.0f} s", status=504) from exc
+        finally:
+            self._active -= 1
+            self._touch()
+
+    async def request(self, route: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """One non-streaming request (GET when body is None)."""
+        async with self._call() as client:
             if body is None:
                 async with client.get(route) as response:
                     status, content = response.status, await response.read()
             else:
                 async with client.post(route, data=orjson.dumps(body), headers=_JSON) as response:
                     status, content = response.status, await response.read()
-        except aiohttp.ClientError as exc:
-            raise await self._lost(exc) from exc
-        except TimeoutError as exc:
-            raise EngineRequestError(f"the engine did not answer within {self._timeout:.0f} s", status=504) from exc
-        finally:
-            self._active -= 1
-            self._touch()
         _raise_for_status(status, content)
         result: dict[str, Any] = orjson.loads(content)
         return result
 
     async def stream(self, route: str, body: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """A streaming request: yields each server-sent event's JSON (usage comes in the last)."""
-        client = self._require_client()
         # continuous usage: every chunk carries the running token counts (the meter bills by them)
         payload = {**body, "stream": True, "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
-        self._active += 1
-        try:
-            async with client.post(route, data=orjson.dumps(payload), headers=_JSON) as response:
-                if response.status != 200:
-                    _raise_for_status(response.status, await response.read())
-                async for raw in response.content:
-                    line = raw.strip()
-                    if not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        return
-                    yield orjson.loads(data)
-        except aiohttp.ClientError as exc:
-            raise await self._lost(exc) from exc
-        except TimeoutError as exc:
-            raise EngineRequestError(f"the engine did not answer within {self._timeout:.0f} s", status=504) from exc
-        finally:
-            self._active -= 1
-            self._touch()
+        async with self._call() as client, client.post(route, data=orjson.dumps(payload), headers=_JSON) as response:
+            if response.status != 200:
+                _raise_for_status(response.status, await response.read())
+            async for raw in response.content:
+                line = raw.strip()
+                if not line.startswith(b"data:"):
+                    continue
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    return
+                yield orjson.loads(data)
 
 
 _JSON = {"content-type": "application/json"}
