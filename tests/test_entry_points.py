@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import orjson
 import pytest
@@ -55,3 +56,20 @@ def test_bad_setting_stops_the_worker_naming_the_variable() -> None:
     done = run(["-m", "handler"], worker_env("tiny", MAX_CONCURRENCY="lots"), timeout=120)
     assert done.returncode == 2
     assert "MAX_CONCURRENCY" in done.stderr
+
+
+@pytest.mark.engine
+def test_a_baked_model_is_served_offline(tmp_path: Path) -> None:
+    """What the image does: `builder bake` writes the manifest, the worker starts from it alone."""
+    from builder.bake import bake
+
+    dest = tmp_path / "baked"
+    bake(REPO_ROOT / "models" / "tiny", dest, max_model_len=512)
+    env = worker_env("tiny", MODEL_MANIFEST=str(dest / "manifest.json"), MODELS_DIR=str(tmp_path / "nothing-here"),
+                     HF_HUB_OFFLINE="1")  # fmt: skip
+    job = {"input": {"prompt": "Hello", "sampling_params": {"max_tokens": 3, "temperature": 0}}}
+    done = run(["-m", "handler", "--test_input", orjson.dumps(job).decode()], env)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+    assert f"--model {dest}" in log and "--max-model-len 512" in log  # the baked folder and its settings
+    assert "'completion_tokens': 3" in log
