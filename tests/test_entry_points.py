@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -73,3 +77,41 @@ def test_a_baked_model_is_served_offline(tmp_path: Path) -> None:
     assert done.returncode == 0, log[-3000:]
     assert f"--model {dest}" in log and "--max-model-len 512" in log  # the baked folder and its settings
     assert "'completion_tokens': 3" in log
+
+
+@pytest.mark.engine
+def test_rp_serve_api_answers_runsync(tmp_path: Path) -> None:
+    port = free_port()
+    log_path = tmp_path / "worker.log"
+    with log_path.open("w") as log_file:
+        worker = subprocess.Popen(
+            [PYTHON, "-m", "handler", "--rp_serve_api", "--rp_api_port", str(port), "--rp_api_host", "127.0.0.1"],
+            cwd=REPO_ROOT, env={**os.environ, **worker_env("tiny")}, stdout=log_file, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            body = {"input": {"prompt": "Hello", "sampling_params": {"max_tokens": 4, "temperature": 0}}}
+            answer = post_when_up(f"http://127.0.0.1:{port}/runsync", body, worker)
+        finally:
+            worker.terminate()
+            worker.wait(30)
+    assert answer["status"] == "COMPLETED", (answer, log_path.read_text()[-3000:])
+    assert answer["output"]["usage"]["completion_tokens"] == 4
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def post_when_up(url: str, body: dict[str, object], worker: subprocess.Popen[bytes]) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            response = httpx.post(url, json=body, timeout=600)
+            answer: dict[str, Any] = response.json()
+            return answer
+        except httpx.TransportError:
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
