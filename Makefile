@@ -35,8 +35,10 @@ $(SMOLLM2)/manifest.json: $(ENGINE_VENV)/.stamp
 
 models: $(TINY)/config.json $(SMOLLM2)/manifest.json
 
+# The demo prices worker seconds as an RTX 4090 (from client/data/prices.json), so answers show cost_usd.
+DEMO_GPU_TYPE ?= NVIDIA GeForce RTX 4090
 demo: setup models
-	$(VENV)/bin/python -m handler.samples sample_jobs
+	GPU_TYPE="$${GPU_TYPE:-$(DEMO_GPU_TYPE)}" $(VENV)/bin/python -m handler.samples sample_jobs
 
 test: setup models $(AWQ_VENV)/.stamp
 	scripts/ensure_redis.sh
