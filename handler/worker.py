@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -173,6 +174,8 @@ class Worker:
             yield True, {**listing, "usage": usage_of(None), "finish_reason": None, "cached": False, "cost_usd": 0.0,
                    "timings": timer.timings(), "budget": (await self.budget.state()).to_dict()}  # fmt: skip
             return
+        # each attempt is billed on its own (a job id may come again: a retry, a local test)
+        job_id = f"{job_id}/{uuid.uuid4().hex[:12]}"
         worst = self._worst_case_usd(req)
         reservation = await self.budget.reserve(job_id, worst)
         timer.engine_start_s = await self._start_engine(reservation)
@@ -194,8 +197,9 @@ class Worker:
                 result = {**raw, "finish_reason": openai_finish(raw)} if req.openai else text_result(raw, req.route)
                 self.meter.add_tokens(job_id, usage_of(raw.get("usage"))["total_tokens"])
         except BaseException:
-            self.meter.job_finished(job_id)
-            await self.budget.release(reservation)
+            # the seconds it ran were spent all the same: settle them, so the budget stays exact
+            spent = round(cost_usd(self.meter.job_finished(job_id), self.hourly_rate), 8)
+            await self.budget.settle(reservation, spent)
             raise
         seconds = self.meter.job_finished(job_id)
         cost = round(cost_usd(seconds, self.hourly_rate), 8)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.engine
 
 
 def job(input_: dict[str, Any]) -> dict[str, Any]:
-    return {"id": "life", "input": input_}
+    return {"id": "life", "input": input_}  # the same id every time: each attempt is still billed
 
 
 SHORT = {"prompt": "Hello", "sampling_params": {"max_tokens": 4}, "cache": {"bypass": True}}
@@ -49,7 +49,7 @@ async def wait_for(predicate: Any, seconds: float) -> bool:
 
 async def test_idle_stop_lazy_restart_and_crash_recovery() -> None:
     require_model("tiny")
-    app = create_app(settings_for("tiny", IDLE_TIMEOUT="2"))
+    app = create_app(settings_for("tiny", IDLE_TIMEOUT="2", GPU_HOURLY_RATE="3.6"))
     try:
         assert not app.engine.running  # lazy: nothing starts before the first miss
         first = await app.handler(job(SHORT))
@@ -81,6 +81,13 @@ async def test_idle_stop_lazy_restart_and_crash_recovery() -> None:
         recovered = await app.handler(job(SHORT))
         assert recovered.get("usage", {}).get("completion_tokens", 99) <= 4, recovered
         assert app.engine.starts == 3
+
+        # the budget stays exact: every second billed to a job, the crashed one included, is spent
+        state = await (await app.worker()).budget.state()
+        assert state.reserved_usd == 0
+        jobs_seconds = app.meter.running_seconds() - app.meter.overhead_seconds()
+        costs = [o.get("cost_usd") for o in (first, second, warm, failed, recovered)]
+        assert state.spent_usd == pytest.approx(jobs_seconds * app.rate / 3600, abs=1e-5), (state, costs, jobs_seconds)
     finally:
         await app.aclose()
 
