@@ -19,7 +19,7 @@ from typing import Any
 from handler.billing import Meter, cost_usd, worst_case_usd
 from handler.budget import Budget, BudgetState, Reservation
 from handler.cache import CacheOptions, ResponseCache
-from handler.contract import MODELS_ROUTE, EngineRequest, parse_job
+from handler.contract import MODELS_ROUTE, EngineRequest, Job, parse_job
 from handler.engine import EngineManager
 from handler.engine_command import ModelRef
 from handler.errors import WorkerError
@@ -83,7 +83,9 @@ class Worker:
     # ------------------------------------------------------------- jobs
     async def answer(self, job_id: str, data: Any) -> dict[str, Any]:
         """The whole answer of a job (streaming jobs are answered whole)."""
-        job = parse_job(data, self.settings)
+        return await self._answer(job_id, parse_job(data, self.settings))
+
+    async def _answer(self, job_id: str, job: Job) -> dict[str, Any]:
         if not job.batch:
             item = job.items[0]
             assert isinstance(item, EngineRequest)
@@ -102,7 +104,7 @@ class Worker:
         job = parse_job(data, self.settings)
         item = job.items[0]
         if job.batch or not isinstance(item, EngineRequest) or not item.stream:
-            yield await self.answer(job_id, data)
+            yield await self._answer(job_id, job)
             return
         async for piece in self._serve(job_id, item, stream=True):
             yield piece
