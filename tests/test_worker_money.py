@@ -88,8 +88,10 @@ async def test_concurrent_jobs_and_overhead_add_up_to_the_worker_seconds(tiny_ap
     # concurrent jobs share seconds: together they cost far less than their summed wall times
     walls = sum(o["timings"]["generation_ms"] for o in outs) / 1000 * rate / 3600
     assert sum(o["cost_usd"] for o in outs) < walls / 2
-    # longer jobs (more tokens) pay more than shorter ones
-    assert outs[-1]["cost_usd"] > outs[0]["cost_usd"]
+    # longer jobs (more tokens, more seconds in the engine) pay more than shorter ones; compared
+    # as groups, since the first job to arrive may have the engine to itself for a moment
+    costs = [o["cost_usd"] for o in outs]
+    assert sum(costs[-8:]) > sum(costs[:8])
 
 
 async def test_budget_refuses_before_the_engine_starts(redis_url: str) -> None:
