@@ -11,7 +11,10 @@ starts a fresh one. Consecutive start failures set `needs_refresh`.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import ctypes
+import functools
 import logging
 import os
 import signal
@@ -33,7 +36,14 @@ log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 60
 HEALTH_POLL_S = 0.5
 STOP_GRACE_S = 10.0
+PR_SET_PDEATHSIG = 1
 LOST_WAIT_S = 2.0  # how long a failed request waits to see whether the child died
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to kill it when the worker dies, however it dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_port(host: str) -> int:
@@ -68,6 +78,7 @@ class EngineManager:
         self.starts = 0
         self.port: int | None = None
         self._timeout = settings.engine_request_timeout
+        self._exit_hook: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -126,10 +137,14 @@ class EngineManager:
                 stderr=asyncio.subprocess.STDOUT,
                 env=engine_env(self._settings, self.device, self._base_env),
                 start_new_session=True,  # its own process group: stop() kills vLLM's helpers too
+                preexec_fn=_die_with_parent,
             )
         except OSError as exc:
             raise EngineStartError(f"cannot run engine command {cmd[0]!r}: {exc}") from exc
         self._proc, self.port = proc, port
+        # the worker may leave by sys.exit (runpod's local test mode): take the engine along
+        self._exit_hook = functools.partial(_kill_group, proc.pid)
+        atexit.register(self._exit_hook)
         self._spawn(self._pump_log(proc))
         base_url = f"http://{self._settings.engine_host}:{port}"
         # aiohttp, not httpx: httpx's connection pool costs O(n^2) per request with
@@ -198,6 +213,12 @@ class EngineManager:
             await self._kill(proc)
 
     async def _kill(self, proc: asyncio.subprocess.Process) -> None:
+        if self._exit_hook is not None:
+            atexit.unregister(self._exit_hook)
+            self._exit_hook = None
+        await self._signal_group(proc)
+
+    async def _signal_group(self, proc: asyncio.subprocess.Process) -> None:
         for sig, wait in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, sig)
@@ -297,6 +318,11 @@ class EngineManager:
 
 
 _JSON = {"content-type": "application/json"}
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def _raise_for_status(status: int, content: bytes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -40,6 +41,10 @@ def test_test_input_flag_answers_a_real_job() -> None:
     assert done.returncode == 0, log[-3000:]
     assert "completed successfully" in log
     assert "'completion_tokens': 5" in log
+    # runpod's local mode leaves by sys.exit: the engine must not outlive the worker
+    port = re.search(r"--port (\d+)", log)
+    assert port is not None, log[-2000:]
+    assert not engine_processes(port.group(1)), "an engine outlived its worker"
 
 
 def test_file_entry_point_for_the_runpod_cli_reports_bad_input_and_exits_nonzero() -> None:
@@ -115,3 +120,20 @@ def post_when_up(url: str, body: dict[str, object], worker: subprocess.Popen[byt
             if worker.poll() is not None or time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def engine_processes(port: str) -> list[int]:
+    """Processes still running an engine on `port` (after a short grace)."""
+    for _ in range(50):
+        found = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                args = cmdline.read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"vllm.entrypoints.openai.api_server" in args and port.encode() in args:
+                found.append(int(cmdline.parent.name))
+        if not found:
+            return []
+        time.sleep(0.2)
+    return found
