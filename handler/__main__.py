@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+from types import FrameType
 
 import runpod
 
 from handler.app import create_app
 from handler.errors import ConfigError
 from handler.settings import load_settings
+
+
+def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
+    # SIGTERM's default action ends the process at once, skipping atexit: the engine
+    # (its own process group) would outlive the worker. Leaving by SystemExit runs it.
+    raise SystemExit(128 + signum)
 
 
 def main() -> int:
@@ -27,6 +35,7 @@ def main() -> int:
     except ConfigError as exc:
         print(f"worker cannot start: {exc}", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     on_runpod = bool(os.environ.get("RUNPOD_WEBHOOK_GET_JOB")) and "--rp_serve_api" not in sys.argv
     config = {
         "handler": app.generator_handler if on_runpod else app.handler,
