@@ -99,6 +99,21 @@ def still_running(endpoint_id: str, state: dict[str, Any], budget: float) -> Att
     return AttemptFailed(endpoint_id, reason, f"job still {status} after {budget:.1f}s", job_id=state.get("id"))
 
 
+def check_gate(spec: EndpointSpec, budget: float, last: bool, breaker: CircuitBreaker) -> None:
+    """Refuse an attempt before it starts: no time left, or (except on the last tier) out of rotation."""
+    if budget <= 0:
+        raise AttemptFailed(spec.endpoint_id, FailureReason.TIMEOUT, "no time left of the caller's timeout")
+    if not last and breaker.is_open(spec.endpoint_id):
+        raise AttemptFailed(
+            spec.endpoint_id, FailureReason.CIRCUIT_OPEN, breaker.reasons.get(spec.endpoint_id, "out of rotation")
+        )
+
+
+def note_failure(breaker: CircuitBreaker, spec: EndpointSpec, exc: AttemptFailed) -> None:
+    if exc.reason != FailureReason.CIRCUIT_OPEN:
+        breaker.record_failure(spec.endpoint_id, exc.reason.value)
+
+
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, AttemptFailed) and exc.reason in TRANSIENT
 
@@ -144,22 +159,14 @@ class FallbackClient:
             if not last and self.breaker.health_due(spec.endpoint_id):
                 self.check_health(spec.endpoint_id)
             try:
-                if budget <= 0:
-                    raise AttemptFailed(spec.endpoint_id, FailureReason.TIMEOUT, "no time left of the caller's timeout")
-                if not last and self.breaker.is_open(spec.endpoint_id):
-                    raise AttemptFailed(
-                        spec.endpoint_id,
-                        FailureReason.CIRCUIT_OPEN,
-                        self.breaker.reasons.get(spec.endpoint_id, "out of rotation"),
-                    )
+                check_gate(spec, budget, last, self.breaker)
                 output, job_id = self._attempt(spec, job_input, t0 + budget, budget)
             except JobRejected as exc:
                 attempts.append(failed_attempt(tier, exc, self._clock() - t0))
                 raise
             except AttemptFailed as exc:
                 attempts.append(failed_attempt(tier, exc, self._clock() - t0))
-                if exc.reason != FailureReason.CIRCUIT_OPEN:
-                    self.breaker.record_failure(spec.endpoint_id, exc.reason.value)
+                note_failure(self.breaker, spec, exc)
                 failures[tier] = exc
                 continue
             self.breaker.record_success(spec.endpoint_id)

@@ -15,7 +15,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop
 
 from client.breaker import CircuitBreaker
 from client.endpoint_api import FINAL_STATES, AsyncEndpointAPI, outcome
-from client.errors import AllTiersFailed, AttemptFailed, FailureReason, JobRejected
+from client.errors import AllTiersFailed, AttemptFailed, JobRejected
 from client.fallback import (
     Attempt,
     EndpointSpec,
@@ -23,7 +23,9 @@ from client.fallback import (
     Policy,
     TierPair,
     _transient,
+    check_gate,
     failed_attempt,
+    note_failure,
     still_running,
     tier_budget,
 )
@@ -68,22 +70,14 @@ class AsyncFallbackClient:
             if not last and self.breaker.health_due(spec.endpoint_id):
                 await self.check_health(spec.endpoint_id)
             try:
-                if budget <= 0:
-                    raise AttemptFailed(spec.endpoint_id, FailureReason.TIMEOUT, "no time left of the caller's timeout")
-                if not last and self.breaker.is_open(spec.endpoint_id):
-                    raise AttemptFailed(
-                        spec.endpoint_id,
-                        FailureReason.CIRCUIT_OPEN,
-                        self.breaker.reasons.get(spec.endpoint_id, "out of rotation"),
-                    )
+                check_gate(spec, budget, last, self.breaker)
                 output, job_id = await self._attempt(spec, job_input, t0 + budget, budget)
             except JobRejected as exc:
                 attempts.append(failed_attempt(tier, exc, self._clock() - t0))
                 raise
             except AttemptFailed as exc:
                 attempts.append(failed_attempt(tier, exc, self._clock() - t0))
-                if exc.reason != FailureReason.CIRCUIT_OPEN:
-                    self.breaker.record_failure(spec.endpoint_id, exc.reason.value)
+                note_failure(self.breaker, spec, exc)
                 failures[tier] = exc
                 continue
             self.breaker.record_success(spec.endpoint_id)
