@@ -19,13 +19,6 @@ def chunk_text(chunk: dict[str, Any], route: str) -> str:
     return str(first.get("text") or "")
 
 
-def chunk_finish(chunk: dict[str, Any]) -> str | None:
-    choices = chunk.get("choices") or []
-    if choices and choices[0].get("finish_reason"):
-        return str(choices[0]["finish_reason"])
-    return None
-
-
 def usage_of(raw: dict[str, Any] | None) -> dict[str, int]:
     raw = raw or {}
     prompt = int(raw.get("prompt_tokens") or 0)
