@@ -53,10 +53,14 @@ def error_output(exc: WorkerError) -> dict[str, Any]:
 
 
 class App:
-    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, env: Mapping[str, str] | None = None, *, engine: EngineManager | None = None
+    ) -> None:
         self.settings = settings
         self.model = resolve_model(settings)
-        self.engine = EngineManager(settings, self.model, env=env)
+        # `engine`: an engine already serving this model (tests share one across apps)
+        self._owns_engine = engine is None
+        self.engine = engine or EngineManager(settings, self.model, env=env)
         self.meter = Meter(settings.seconds_per_token, clock=time.monotonic)
         self.rate = hourly_rate(settings)
         self.fingerprint = answer_fingerprint(settings, self.model, self.engine.device)
@@ -113,10 +117,11 @@ class App:
     async def aclose(self) -> None:
         if self._worker is not None:
             await self._worker.drain()
-        await self.engine.aclose()
+        if self._owns_engine:
+            await self.engine.aclose()
         if self._store is not None:
             await self._store.close()
 
 
-def create_app(settings: Settings, env: Mapping[str, str] | None = None) -> App:
-    return App(settings, env)
+def create_app(settings: Settings, env: Mapping[str, str] | None = None, *, engine: EngineManager | None = None) -> App:
+    return App(settings, env, engine=engine)

@@ -5,6 +5,9 @@ Every script declares all its keys in KEYS and those keys share one hash tag
 micro-dollars. Reservation expiry uses the server's clock (``TIME``), so workers
 with skewed clocks agree on when a crashed worker's reservation lapses.
 
+Lua trap: ``-tonumber("0")`` is ``-0`` and ``HINCRBY key field -0`` fails ("value is
+not an integer or out of range"): subtract from 0 instead of negating.
+
 Budget scripts: KEYS = state, res, res_exp, settled (one budget day).
 Each returns {spent, reserved, jobs, ...}.
 """
@@ -21,7 +24,7 @@ local function sweep(now)
   for _, id in ipairs(ids) do
     local amount = redis.call('HGET', KEYS[2], id)
     if amount then
-      redis.call('HINCRBY', KEYS[1], 'reserved', -tonumber(amount))
+      redis.call('HINCRBY', KEYS[1], 'reserved', 0 - tonumber(amount))
       redis.call('HDEL', KEYS[2], id)
     end
     redis.call('ZREM', KEYS[3], id)
@@ -30,7 +33,7 @@ end
 local function drop(job)
   local amount = redis.call('HGET', KEYS[2], job)
   if amount then
-    redis.call('HINCRBY', KEYS[1], 'reserved', -tonumber(amount))
+    redis.call('HINCRBY', KEYS[1], 'reserved', 0 - tonumber(amount))
     redis.call('HDEL', KEYS[2], job)
     redis.call('ZREM', KEYS[3], job)
   end

@@ -271,3 +271,24 @@ def test_stats_command_shows_spend_and_cache_per_day(
     assert "hit_rate" in text and "0.5000" in text and "0.2500" in text
     assert main(["spend"], {**env, "REDIS_URL": "redis://127.0.0.1:1/0"}) == 2
     assert "unreachable" in capsys.readouterr().err
+
+
+# --- amounts of zero and under a micro-dollar (Redis's Lua once made them "-0") -----------------
+
+
+@pytest.mark.parametrize("amount", [0.0, 4e-7])
+async def test_zero_and_sub_micro_amounts_settle_release_and_lapse(store: Store, namespace: str, amount: float) -> None:
+    budget = make_budget(store, namespace)
+    settled = await budget.reserve("settled", amount)
+    await budget.settle(settled, amount)
+    released = await budget.reserve("released", amount)
+    await budget.release(released)
+    crashed = make_budget(store, namespace, reservation_ttl=0.05)
+    await crashed.reserve("lapsed", amount)  # never settled: its worker died
+    await asyncio.sleep(0.15)
+    # the sweep of the lapsed reservation runs inside reserve and state, for every worker
+    after = await budget.reserve("after", 0.25)
+    state = await budget.state()
+    assert state.reserved_usd == pytest.approx(0.25) and state.spent_usd < 1e-6
+    await budget.settle(after, 0.25)
+    assert (await make_budget(store, namespace).state()).spent_usd == pytest.approx(0.25, abs=1e-6)
