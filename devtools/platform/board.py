@@ -8,8 +8,15 @@ death (`requeue_worker`: back to the queue, `retries` + 1, or FAILED after the
 endpoint's `max_job_retries`). Stops travel on the SDK's stop channel
 (`signal_stop` / `wait_stop_signals`).
 
+A job stopped while a worker ran it (cancel, timeout, ttl) may still run
+there: the SDK drops a stop that arrives before the job's task exists. Such a
+job lingers on its worker (counted busy, its stop repeated on each heartbeat
+that still lists it) until the worker shows it is gone: a heartbeat without
+it, a job-take with `job_in_progress=0`, or the worker's exit.
+
 `on_held(worker_id, count, now)` is called whenever the number of jobs a
-worker holds changes: the ledger's idle/running states come from it.
+worker holds (lingering ones included) changes: the ledger's idle/running
+states come from it.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ class JobBoard:
     jobs: dict[str, Job] = field(default_factory=dict)
     queue: JobQueue = field(default_factory=JobQueue)
     held: dict[str, set[str]] = field(default_factory=dict)
+    lingering: dict[str, set[str]] = field(default_factory=dict)
     counters: Counters = field(default_factory=Counters)
     _takers: deque[_Taker] = field(default_factory=deque)
     _stops: dict[str, list[str]] = field(default_factory=dict)
@@ -151,9 +159,8 @@ class JobBoard:
             job.attempts += 1
             jobs.append(job)
         if jobs:
-            held = self.held.setdefault(worker_id, set())
-            held.update(j.id for j in jobs)
-            self.on_held(worker_id, len(held), now)
+            self.held.setdefault(worker_id, set()).update(j.id for j in jobs)
+            self._held_changed(worker_id, now)
             self._notify()
         return jobs
 
@@ -198,13 +205,33 @@ class JobBoard:
         held = self.held.get(job.worker_id, set())
         if job.id in held:
             held.discard(job.id)
-            self.on_held(job.worker_id, len(held), now)
             if stop:
+                self.lingering.setdefault(job.worker_id, set()).add(job.id)
                 self.signal_stop(job.worker_id, job.id)
+            self._held_changed(job.worker_id, now)
+
+    def _held_changed(self, worker_id: str, now: float) -> None:
+        self.on_held(worker_id, len(self.held.get(worker_id, ())) + len(self.lingering.get(worker_id, ())), now)
+
+    def worker_reports(self, worker_id: str, running: set[str] | None, now: float) -> None:
+        """What the worker says it runs (a heartbeat's ids; an empty set: job_in_progress=0).
+
+        Lingering jobs it no longer runs are let go; those it still runs are told to stop again.
+        """
+        lingering = self.lingering.get(worker_id)
+        if running is None or not lingering:
+            return
+        gone = lingering - running
+        lingering -= gone
+        for job_id in lingering:
+            self.signal_stop(worker_id, job_id)
+        if gone:
+            self._held_changed(worker_id, now)
 
     def requeue_worker(self, worker_id: str, reason: str, now: float) -> list[Job]:
         """The worker is gone: its jobs go back to the queue, or fail past the retry bound."""
         ids = self.held.pop(worker_id, set())
+        self.lingering.pop(worker_id, None)
         self._stops.pop(worker_id, None)
         requeued = []
         for job_id in ids:

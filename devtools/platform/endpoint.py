@@ -167,12 +167,14 @@ class Endpoint:
         }
 
     # ------------------------------------------------------------ the worker protocol
-    async def take(self, worker_id: str, want: int) -> list[Job]:
+    async def take(self, worker_id: str, want: int, jobs_in_progress: bool = False) -> list[Job]:
         worker = self.pool.workers.get(worker_id)
         if worker is None or worker.exited:
             await asyncio.sleep(self.limits.stopping_take_hold)
             return []
         self.pool.mark_ready(worker, time.monotonic())
+        if not jobs_in_progress:
+            self.board.worker_reports(worker_id, set(), time.monotonic())
         if worker.stopping:
             await asyncio.sleep(self.limits.stopping_take_hold)
             return []
@@ -190,12 +192,15 @@ class Endpoint:
         if job is not None and job.stop_pod and worker is not None:
             self._drain(worker, "stopPod (refresh_worker)")
 
-    def ping(self, worker_id: str, status: str | None) -> None:
+    def ping(self, worker_id: str, status: str | None, job_ids: list[str]) -> None:
+        """A heartbeat: `job_ids` are the jobs the worker runs (see `JobBoard.worker_reports`)."""
         worker = self.pool.workers.get(worker_id)
-        if worker is not None:
-            worker.ping_count += 1
-            worker.last_ping = time.monotonic()
-            worker.unhealthy = worker.unhealthy or status == "unhealthy"
+        if worker is None:
+            return
+        worker.ping_count += 1
+        worker.last_ping = time.monotonic()
+        worker.unhealthy = worker.unhealthy or status == "unhealthy"
+        self.board.worker_reports(worker_id, set(job_ids), time.monotonic())
 
     # ------------------------------------------------------------ control
     def _drain(self, worker: Worker, reason: str) -> None:

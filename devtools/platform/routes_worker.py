@@ -20,8 +20,13 @@ sent as `application/x-www-form-urlencoded`, retried 3 times on HTTP errors; a
 generator handler's pieces go to job-stream first and the job-done then has
 `isStream=true`. `stopPod: true` in a result is how a worker asks to be
 replaced; the job-stop long-poll (derived from the job-take URL) cancels a
-single job's task. The SDK sends `Authorization: <RUNPOD_AI_API_KEY>` (no
-"Bearer").
+single job's task, but only once the task exists: a stop that arrives while
+the job still waits in the SDK's local queue (up to 0.1 s) is dropped, so the
+platform repeats the stop when the worker's heartbeat (every
+RUNPOD_PING_INTERVAL ms, default 10 s; it lists the job ids in progress) still
+names a job that is no longer the worker's, and counts the worker busy until a
+heartbeat or a job-take with `job_in_progress=0` shows the job gone. The SDK
+sends `Authorization: <RUNPOD_AI_API_KEY>` (no "Bearer").
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ class WorkerRoutes:
         ep = self._ep(request)
         if ep is None:
             return web.Response(status=204)
-        jobs = await ep.take(request.match_info["worker"], 1)
+        jobs = await ep.take(request.match_info["worker"], 1, request.query.get("job_in_progress") == "1")
         if not jobs:
             return web.Response(status=204)
         return web.json_response(jobs[0].payload())
@@ -74,7 +79,7 @@ class WorkerRoutes:
             want = min(MAX_BATCH, max(1, int(request.query.get("batch_size", "1"))))
         except ValueError:
             want = 1
-        jobs = await ep.take(request.match_info["worker"], want)
+        jobs = await ep.take(request.match_info["worker"], want, request.query.get("job_in_progress") == "1")
         if not jobs:
             return web.Response(status=204)
         return web.json_response([job.payload() for job in jobs])
@@ -120,5 +125,6 @@ class WorkerRoutes:
     async def ping(self, request: web.Request) -> web.StreamResponse:
         ep = self._ep(request)
         if ep is not None:
-            ep.ping(request.match_info["worker"], request.query.get("status"))
+            job_ids = [j for j in request.query.get("job_id", "").split(",") if j]
+            ep.ping(request.match_info["worker"], request.query.get("status"), job_ids)
         return web.json_response({})

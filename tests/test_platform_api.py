@@ -1,0 +1,176 @@
+"""The platform's endpoint API and management API answer as RunPod documents them.
+
+Most tests here need no worker at all (workersMax 0: jobs stay queued); the
+last ones start one echo worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+import requests
+import runpod
+
+from client.management import find_endpoint, save_endpoint
+from devtools.platform import EndpointConfig, Limits, Platform
+from tests.platform_support import API_KEY, Client, dump_logs, echo_config, wait_status
+
+LIMITS = Limits(execution_timeout_min_ms=100, ttl_min_ms=100, runsync_wait_min_ms=300)
+
+
+@pytest.fixture
+async def platform(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Platform]:
+    async with Platform(limits=LIMITS, default_config=echo_config(workers_max=0)) as server:
+        monkeypatch.setattr(runpod, "endpoint_url_base", f"{server.url}/v2")
+        monkeypatch.setattr(runpod, "api_key", API_KEY)
+        monkeypatch.setenv("RUNPOD_API_BASE_URL", server.url)
+        try:
+            yield server
+        finally:
+            for ep in server.endpoints.values():
+                dump_logs(ep)
+
+
+@pytest.fixture
+async def client(platform: Platform) -> AsyncIterator[Client]:
+    platform.add_endpoint("q", echo_config(workers_max=0))  # nobody takes jobs
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+        yield Client(http, platform.url, "q")
+
+
+async def test_ttl_deletes_the_job_and_policy_bounds_are_checked(client: Client) -> None:
+    job = await client.run({"n": 1}, policy={"ttl": 300, "lowPriority": True})
+    assert (await client.status(job["id"])) == (200, {"id": job["id"], "status": "IN_QUEUE"})
+    await asyncio.sleep(0.45)
+    assert (await client.status(job["id"]))[0] == 404
+    for policy in ({"ttl": 50}, {"executionTimeout": 10}, {"ttl": "soon"}, {"priority": 1}, {"lowPriority": "yes"}):
+        code, body = await client.call("POST", "run", {"input": {}, "policy": policy})
+        assert code == 400, (policy, body)
+    assert (await client.call("POST", "run", {"prompt": "no input"}))[0] == 400
+
+
+async def test_purge_cancel_retry_and_their_rate_limits(client: Client) -> None:
+    ids = [(await client.run({"i": i}))["id"] for i in range(3)]
+    assert await client.call("POST", "purge-queue") == (200, {"removed": 3, "status": "completed"})
+    assert (await client.status(ids[0]))[1]["status"] == "CANCELLED"
+    assert await client.call("POST", "purge-queue") == (200, {"removed": 0, "status": "completed"})
+    assert (await client.call("POST", "purge-queue"))[0] == 429  # 2 per 10 s
+    assert (await client.call("POST", f"retry/{ids[0]}"))[0] == 400  # only FAILED or TIMED_OUT
+    assert (await client.call("POST", "cancel/nope"))[0] == 404
+
+
+async def test_run_and_cancel_answer_429_past_their_rates() -> None:
+    async with (
+        Platform(limits=Limits(run_per_10s=5, cancel_per_10s=2)) as server,
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as http,
+    ):
+        server.add_endpoint("q", echo_config(workers_max=0))
+        client = Client(http, server.url, "q")
+        ids = [(await client.run({"i": i}))["id"] for i in range(2)]
+        codes = [(await client.call("POST", "run", {"input": {}}))[0] for _ in range(4)]
+        assert codes == [200, 200, 200, 429]  # 5 per 10 s in these limits (RunPod: 1000)
+        assert [(await client.call("POST", f"cancel/{i}"))[0] for i in (*ids, ids[0])] == [200, 200, 429]
+        async with http.post(f"{client.base}/run", json={"input": {}}, headers={"Authorization": ""}) as response:
+            assert response.status == 401
+
+
+async def test_runsync_wait_is_clamped_and_answers_the_queued_state(client: Client) -> None:
+    started = time.monotonic()
+    code, state = await client.call("POST", "runsync?wait=1", {"input": {}})
+    assert code == 200 and state["status"] == "IN_QUEUE"
+    assert 0.3 <= time.monotonic() - started < 2.0  # clamped up to the minimum (300 ms in these limits)
+    code, health = await client.call("GET", "health")
+    assert health["jobs"]["inQueue"] == 1 and health["workers"]["idle"] == 0
+
+
+async def test_rest_v2_management_validates_and_changes_the_live_endpoint(platform: Platform) -> None:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    base = f"{platform.url}/v2/serverless"
+    good: dict[str, Any] = {"name": "frugal", "image": "frugal/worker:1", "gpu": {"pools": ["ADA_24"], "count": 1}}
+    async with aiohttp.ClientSession(headers=headers) as http:
+
+        async def call(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+            async with http.request(method, url, json=body) as response:
+                return response.status, await response.json(content_type=None)
+
+        for bad in (
+            {k: v for k, v in good.items() if k != "image"},  # required
+            {**good, "workersMax": 2},  # GraphQL's name is not a REST field
+            {**good, "workers": {"max": 2, "maximum": 3}},  # unknown nested field
+            {**good, "workers": {"max": "2"}},  # wrong type
+            {**good, "flashboot": "ON"},
+            {**good, "workers": {"min": 3, "max": 1}},
+        ):
+            code, body = await call("POST", base, bad)
+            assert code == 400, (bad, body)
+        code, created = await call("POST", base, {**good, "workers": {"max": 0}, "scaling": {"idleTimeout": 2}})
+        assert code == 201 and created["workers"] == {"min": 0, "max": 0} and created["scaling"]["idleTimeout"] == 2
+        ep = platform.endpoint(created["id"])
+        code, patched = await call("PATCH", f"{base}/{ep.id}", {"workers": {"max": 2}, "timeout": 30_000})
+        assert code == 200 and patched["workers"] == {"min": 0, "max": 2} and patched["name"] == "frugal"
+        assert (ep.config.workers_max, ep.config.execution_timeout, ep.config.idle_timeout) == (2, 30.0, 2)
+        assert (await call("PATCH", f"{base}/{ep.id}", {"gpu": {"kind": "x"}}))[0] == 400
+        assert (await call("GET", f"{base}/{ep.id}/workers"))[1]["summary"]["total"] == 0
+        assert [e["id"] for e in (await call("GET", base))[1]] == [ep.id]
+        assert (await call("DELETE", f"{base}/{ep.id}"))[0] == 400  # workers max is 2
+        await call("PATCH", f"{base}/{ep.id}", {"workers": {"max": 0}})
+        assert (await call("DELETE", f"{base}/{ep.id}"))[0] == 200 and ep.id not in platform.endpoints
+        async with aiohttp.ClientSession() as anonymous, anonymous.get(base) as response:
+            assert response.status == 401
+
+
+async def test_graphql_save_endpoint_reaches_library_endpoints(platform: Platform) -> None:
+    ep = platform.add_endpoint("lib", echo_config(workers_min=0, workers_max=2))
+
+    def calls() -> tuple[Any, Any]:
+        found = find_endpoint(API_KEY, endpoint_id="lib")
+        assert found is not None
+        saved = save_endpoint({"id": "lib", "name": found["name"], "workersMin": 0, "workersMax": 0}, API_KEY)
+        return found, saved
+
+    found, saved = await asyncio.to_thread(calls)
+    assert found["workersMax"] == 2 and saved["workersMax"] == 0 and ep.config.workers_max == 0
+    refused = await asyncio.to_thread(
+        lambda: requests.post(
+            f"{platform.url}/graphql",
+            json={"query": 'mutation { saveEndpoint(input: { id: "lib", workersMax: 1, color: "red" }) { id } }'},
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=10,
+        ).json()
+    )
+    assert "color" in refused["errors"][0]["message"] and ep.config.workers_max == 0
+
+
+async def test_cancel_reaches_the_running_job_and_workers_max_changes_live(platform: Platform) -> None:
+    config = echo_config(workers_max=0, idle_timeout=0.3, env={"RUNPOD_PING_INTERVAL": "1000"})
+    ep = platform.add_endpoint("live", config)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+        client = Client(http, platform.url, "live")
+        job = await client.run({"sleep": 30})
+        await asyncio.sleep(0.2)
+        assert ep.ledger() == []  # workersMax 0: queued, nobody started
+        ep.update(workers_max=1)
+        state = await wait_status(client, job["id"], {"IN_PROGRESS"})
+        assert (await client.call("POST", f"cancel/{job['id']}"))[1]["status"] == "CANCELLED"
+        deadline = time.monotonic() + 10
+        while "Stopping job." not in ep.worker_logs(state["workerId"]):  # on the stop channel (again after a ping)
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert (await client.status(job["id"]))[1]["status"] == "CANCELLED"
+        await ep.wait_workers(0, timeout=10)  # idle after the cancel: scaled down
+        (entry,) = ep.ledger()
+        assert entry.stop_reason == "idle timeout"
+
+
+async def test_a_broken_worker_command_backs_off_and_reports_unhealthy(platform: Platform) -> None:
+    config = EndpointConfig(worker_command=["/nonexistent/worker"], workers_min=1, workers_max=1)
+    ep = platform.add_endpoint("broken", config)
+    await asyncio.sleep(1.2)
+    assert 1 <= len(ep.ledger()) <= 2  # retried after 1 s, not in a tight loop
+    assert ep.health()["workers"]["unhealthy"] == 1
+    assert "cannot start" in ep.worker_logs(ep.ledger()[0].worker_id)
