@@ -161,6 +161,8 @@ async def test_generator_handler_refresh_only_through_the_sdk_config(
     await ep.wait_workers(0, timeout=10)
     (entry,) = ep.ledger()
     assert entry.stop_reason == "stopPod (refresh_worker)"
+    failed = await wait_status(client, (await client.run({"error": "boom"}))["id"], {"FAILED", "COMPLETED"})
+    assert failed["status"] == "FAILED" and failed["error"] == "boom"  # an error piece fails the job
 
 
 async def test_stream_through_the_sdk(platform: Platform) -> None:
@@ -171,6 +173,20 @@ async def test_stream_through_the_sdk(platform: Platform) -> None:
 
     got = await asyncio.to_thread(pieces)
     assert [p["piece"] for p in got] == [0, 1, 2]
+
+
+async def test_low_priority_jobs_wait_for_a_worker_others_start(
+    platform: Platform, session: aiohttp.ClientSession
+) -> None:
+    ep = platform.add_endpoint("low", echo_config(workers_max=1))
+    client = Client(session, platform.url, "low")
+    low = (await client.run({"n": "low"}, policy={"lowPriority": True}))["id"]
+    await asyncio.sleep(0.3)
+    assert ep.ledger() == []  # a low-priority job does not start a worker
+    normal = (await client.run({"n": "normal"}))["id"]
+    first = await wait_status(client, normal, {"COMPLETED"})
+    second = await wait_status(client, low, {"COMPLETED"})
+    assert second["workerId"] == first["workerId"] and second["delayTime"] > first["delayTime"]
 
 
 async def test_no_capacity_leaves_jobs_queued_with_workers_throttled(

@@ -52,7 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--execution-timeout", type=float, default=600.0, help="seconds")
     price = p.add_mutually_exclusive_group()
     price.add_argument("--gpu-hourly-rate", type=float, default=None, help="USD per worker-hour")
-    price.add_argument("--gpu-type", default=None, help="price the bill as this GPU (client/data/prices.json)")
+    price.add_argument(
+        "--gpu-type", default=None, help="price the bill as this GPU (client/data/prices.json); workers get GPU_TYPE"
+    )
     p.add_argument("--no-bill-initializing", action="store_true", help="the bill's default reading leaves it out")
     p.add_argument("--jobs", type=Path, default=None, help="a job file, or a folder of them, to send and exit")
     p.add_argument("--concurrent", action="store_true", help="send the jobs at once")
@@ -76,6 +78,7 @@ def endpoint_config(args: argparse.Namespace) -> EndpointConfig:
         from client.prices import load_prices
 
         rate = load_prices().hourly_rate(args.gpu_type)
+        env.setdefault("GPU_TYPE", args.gpu_type)  # the worker prices its own seconds alike
     return EndpointConfig(
         worker_command=command,
         env=env,

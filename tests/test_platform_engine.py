@@ -1,0 +1,58 @@
+"""The real worker (`python -m handler`, the tiny model on vLLM) as RunPod runs it, on the local platform."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import runpod
+
+from devtools.platform import EndpointConfig, Platform
+from tests.engine_support import require_model, worker_env
+from tests.platform_support import API_KEY, REPO_ROOT, dump_logs
+
+pytestmark = pytest.mark.engine
+RATE = 3.6  # USD per worker-hour: a tenth of a cent per second
+
+
+@pytest.fixture
+async def platform(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Platform]:
+    require_model("tiny")
+    async with Platform() as server:
+        monkeypatch.setattr(runpod, "endpoint_url_base", f"{server.url}/v2")
+        monkeypatch.setattr(runpod, "api_key", API_KEY)
+        try:
+            yield server
+        finally:
+            for ep in server.endpoints.values():
+                dump_logs(ep)
+
+
+async def test_the_real_worker_answers_through_the_sdk_loop_and_is_billed(platform: Platform) -> None:
+    config = EndpointConfig(
+        worker_command=[sys.executable, "-m", "handler"],
+        env=worker_env("tiny", GPU_HOURLY_RATE=str(RATE)),
+        workers_max=1,
+        idle_timeout=1.0,
+        gpu_hourly_rate=RATE,
+        cwd=REPO_ROOT,
+    )
+    ep = platform.add_endpoint("real", config)
+    job = {"prompt": "Hello", "sampling_params": {"max_tokens": 8, "temperature": 0, "ignore_eos": True}}
+
+    def calls() -> tuple[Any, Any]:
+        endpoint = runpod.Endpoint("real")
+        first = endpoint.run_sync(job, timeout=600)  # cold: worker start, then the engine on the first miss
+        return first, endpoint.run_sync(job, timeout=60)  # the same deterministic request: a cache hit
+
+    first, second = await asyncio.to_thread(calls)
+    assert isinstance(first, list) and first[-1]["usage"]["completion_tokens"] == 8  # the generator's aggregate
+    assert second[-1].get("cached") is True
+    await ep.wait_workers(0, timeout=60)
+    (entry,) = ep.ledger()
+    assert entry.stop_reason == "idle timeout" and entry.exit_code == 0 and entry.jobs_taken == 2
+    assert entry.seconds["running"] > 5  # the engine started inside the first job (lazily, on the miss)
+    assert ep.bill_usd() == pytest.approx(entry.lifetime_seconds * RATE / 3600)
