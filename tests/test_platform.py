@@ -148,61 +148,48 @@ async def test_refresh_worker_from_a_plain_handler_replaces_the_worker(
     assert second.exited_at is None  # the replacement (workersMin 1)
 
 
-async def test_generator_handler_refresh_only_through_the_sdk_config(
+async def test_generator_handler_streams_and_refreshes_only_through_the_sdk_config(
     platform: Platform, session: aiohttp.ClientSession
 ) -> None:
     """runpod 1.12's generator path drops a `refresh_worker` piece; only `config["refresh_worker"]` sends stopPod."""
-    ep = platform.add_endpoint("gen", echo_config(workers_max=1, env={"ECHO_WORKER_MODE": "generator"}))
+    ep = platform.add_endpoint("gen", echo_config(idle_timeout=5, env={"ECHO_WORKER_MODE": "generator"}))
+
+    def stream() -> list[Any]:
+        return list(runpod.Endpoint("gen").run({"pieces": 3, "sleep": 0.5, "refresh": "piece"}).stream())
+
+    pieces = await asyncio.to_thread(stream)
+    assert [p.get("piece") for p in pieces] == [0, 1, 2, None] and pieces[-1] == {"refresh_worker": True}
     client = Client(session, platform.url, "gen")
-    dropped = await wait_status(client, (await client.run({"pieces": 2, "refresh": "piece"}))["id"], {"COMPLETED"})
-    assert dropped["output"][-1] == {"refresh_worker": True}  # just another piece
-    honoured = await wait_status(client, (await client.run({"pieces": 1, "refresh": "config"}))["id"], {"COMPLETED"})
-    assert honoured["workerId"] == dropped["workerId"]  # the same worker: the first refresh was dropped
+    failed = await wait_status(client, (await client.run({"error": "boom"}))["id"], {"FAILED", "COMPLETED"})
+    assert failed["status"] == "FAILED" and failed["error"] == "boom"  # an error piece fails the job
+    assert failed["workerId"] == pieces[0]["worker"]  # the same worker: the refresh piece was dropped
+    honoured = await wait_status(client, (await client.run({"refresh": "config"}))["id"], {"COMPLETED"})
+    assert honoured["workerId"] == pieces[0]["worker"]
     await ep.wait_workers(0, timeout=10)
     (entry,) = ep.ledger()
     assert entry.stop_reason == "stopPod (refresh_worker)"
-    failed = await wait_status(client, (await client.run({"error": "boom"}))["id"], {"FAILED", "COMPLETED"})
-    assert failed["status"] == "FAILED" and failed["error"] == "boom"  # an error piece fails the job
 
 
-async def test_stream_through_the_sdk(platform: Platform) -> None:
-    platform.add_endpoint("stream", echo_config(env={"ECHO_WORKER_MODE": "generator"}))
-
-    def pieces() -> list[Any]:
-        return list(runpod.Endpoint("stream").run({"pieces": 3, "sleep": 0.5}).stream())
-
-    got = await asyncio.to_thread(pieces)
-    assert [p["piece"] for p in got] == [0, 1, 2]
-
-
-async def test_low_priority_jobs_wait_for_a_worker_others_start(
+async def test_low_priority_and_no_capacity_leave_jobs_queued(
     platform: Platform, session: aiohttp.ClientSession
 ) -> None:
-    ep = platform.add_endpoint("low", echo_config(workers_max=1))
-    client = Client(session, platform.url, "low")
+    ep = platform.add_endpoint("full", echo_config(workers_max=1))
+    client = Client(session, platform.url, "full")
     low = (await client.run({"n": "low"}, policy={"lowPriority": True}))["id"]
     await asyncio.sleep(0.3)
-    assert ep.ledger() == []  # a low-priority job does not start a worker
-    normal = (await client.run({"n": "normal"}))["id"]
-    first = await wait_status(client, normal, {"COMPLETED"})
-    second = await wait_status(client, low, {"COMPLETED"})
-    assert second["workerId"] == first["workerId"] and second["delayTime"] > first["delayTime"]
-
-
-async def test_no_capacity_leaves_jobs_queued_with_workers_throttled(
-    platform: Platform, session: aiohttp.ClientSession
-) -> None:
-    ep = platform.add_endpoint("full", echo_config(workers_max=2))
+    _, health = await client.call("GET", "health")
+    assert health["workers"]["throttled"] == 0 and ep.ledger() == []  # a low-priority job starts no worker
     ep.set_no_capacity(True)
-    client = Client(session, platform.url, "full")
-    job_id = (await client.run({"n": 1}))["id"]
+    normal = (await client.run({"n": "normal"}))["id"]
     await asyncio.sleep(0.3)
     _, health = await client.call("GET", "health")
-    assert health["workers"]["throttled"] == 1 and health["jobs"]["inQueue"] == 1
+    assert health["workers"]["throttled"] == 1 and health["jobs"]["inQueue"] == 2
     assert ep.ledger() == []  # throttled workers are not billed
     async with session.post(f"{platform.url}/_platform/full/fault", json={"noCapacity": False}) as response:
         assert response.status == 200
-    assert (await wait_status(client, job_id, {"COMPLETED"}))["status"] == "COMPLETED"
+    first = await wait_status(client, normal, {"COMPLETED"})
+    second = await wait_status(client, low, {"COMPLETED"})  # runs on the worker the normal job started
+    assert second["workerId"] == first["workerId"] and second["delayTime"] > first["delayTime"]
 
 
 async def test_the_ledger_matches_the_worker_processes_seen_from_outside(

@@ -61,7 +61,10 @@ Where RunPod documents nothing, the conservative reading is taken and said here:
 - Rate limits are kept per endpoint (RunPod's are per endpoint and key).
 - A job taken by a worker stays that worker's until its result, a cancel, a
   timeout, ttl expiry or the worker's exit; cancel and timeout reach the worker
-  through the SDK's job-stop channel.
+  through the SDK's job-stop channel. The SDK drops a stop that arrives before
+  the job's task exists, so a stopped job lingers on its worker (which counts
+  as running, not idle) until a heartbeat or a job-take with job_in_progress=0
+  shows it gone, and each heartbeat still listing it repeats the stop.
 - The job-take long-poll is held 10 s before 204, the job-stop poll 10 s.
 - The "no capacity" fault (`Endpoint.set_no_capacity`, POST /_platform/{ep}/fault)
   keeps jobs queued and counts the workers the scaler wants as `throttled`; they

@@ -221,6 +221,7 @@ class Endpoint:
 
     def _on_exit(self, worker: Worker, code: int) -> None:
         now = time.monotonic()
+        self.board.release_takes(worker.id)  # its long-polls outlive its connections otherwise
         self.board.requeue_worker(worker.id, f"worker {worker.id} exited (code {code}) while running the job", now)
         if worker.ready:
             self._init_failures = 0

@@ -74,7 +74,8 @@ class Platform:
         app.add_routes(WorkerRoutes(self.endpoints, self.limits).routes())
         app.add_routes(ClientRoutes(self.endpoints.get, self.limits).routes())
         app.add_routes(AdminRoutes(self).routes())
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=False)
+        # shutdown_timeout: requests still open when the platform stops (a /runsync waiting) are cut after 1 s
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=False, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
         host, port = self._runner.addresses[0][:2]
