@@ -15,7 +15,10 @@ inside `asyncio.wait_for(..., 90)`; 204 and 400 mean "no job"; 429 makes it
 sleep 5 s; any other error is logged and retried at once, so this side never
 answers errors to a take (it holds, then answers 204). When its slots are full
 it sleeps 1 s between checks, and a taken job waits up to 0.1 s in its local
-queue before it starts. Results go to job-done with the body `json.dumps(result)`
+queue before it starts. Its occupancy counts a job twice while it waits in that
+local queue (JobsProgress + queue size), so a burst of N jobs on a worker of
+concurrency N leaves the last ones about 1 s behind (measured in
+bench/platform_bench.py: longest queue delay). Results go to job-done with the body `json.dumps(result)`
 sent as `application/x-www-form-urlencoded`, retried 3 times on HTTP errors; a
 generator handler's pieces go to job-stream first and the job-done then has
 `isStream=true`. `stopPod: true` in a result is how a worker asks to be
