@@ -135,12 +135,29 @@ class JobBoard:
         taker = _Taker(worker_id, want, asyncio.get_running_loop().create_future())
         self._takers.append(taker)
         try:
-            return await asyncio.wait_for(asyncio.shield(taker.future), hold)
-        except TimeoutError:
-            if taker.future.done():  # handed jobs in the same instant as the timeout
-                return taker.future.result()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(taker.future), hold)
+        except asyncio.CancelledError:  # the request died (platform stopping): jobs handed to it go back
+            if taker.future.done() and not taker.future.cancelled():
+                self._give_back(worker_id, taker.future.result())
             taker.future.cancel()
-            return []
+            raise
+        finally:
+            with contextlib.suppress(ValueError):
+                self._takers.remove(taker)
+        if taker.future.done():  # jobs, or [] when released; possibly in the same instant as the timeout
+            return taker.future.result()
+        taker.future.cancel()
+        return []
+
+    def _give_back(self, worker_id: str, jobs: list[Job]) -> None:
+        held = self.held.get(worker_id, set())
+        for job in reversed(jobs):
+            held.discard(job.id)
+            job.status, job.worker_id, job.taken_at = "IN_QUEUE", None, None
+            job.attempts -= 1
+            self.queue.push(job, front=True)
+        self._held_changed(worker_id, time.monotonic())
 
     def release_takes(self, worker_id: str) -> None:
         """Answer the worker's pending long-polls now (it is stopping)."""
