@@ -1,10 +1,11 @@
-"""Cache-hit lookup and budget reserve+settle against a raw Redis round trip, side by side.
+"""Cache-hit lookup, budget reserve+settle and the budget heartbeat against a raw Redis round trip.
 
     python -m bench.cache_bench        prints a table (also collected by `python -m bench`)
 
 Uses REDIS_URL when a server answers there, else starts a private redis-server.
 Samples of the measured path and of the raw GET alternate in one loop, so both
-see the same machine load.
+see the same machine load. The heartbeat's cost is its CPU time per beat over
+the beat's interval: the share of one core the worker spends on it.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ async def _timed(fn: Callable[[], Awaitable[Any]]) -> float:
 
 async def measure(url: str) -> list[dict[str, Any]]:
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
-    settings = load_settings({"REDIS_URL": url, "CACHE_NAMESPACE": namespace, "DAILY_BUDGET_USD": "1000000"})
+    settings = load_settings({"REDIS_URL": url, "CACHE_NAMESPACE": namespace, "BUDGET_NAMESPACE": namespace,
+                              "DAILY_BUDGET_USD": "1000000", "GPU_HOURLY_RATE": "3.6"})  # fmt: skip
     store = RedisStore(url)
     cache = ResponseCache(store, settings, FINGERPRINT)
     budget = Budget(store, settings)
@@ -79,17 +81,26 @@ async def measure(url: str) -> list[dict[str, Any]]:
     async def reserve_settle() -> None:
         nonlocal counter
         counter += 1
-        reservation = await budget.reserve(f"bench-{counter}", 0.001)
-        await budget.settle(reservation, 0.0005)
+        reservation = await budget.reserve(f"bench-{counter}", 0.002)
+        await budget.settle(reservation, 0.0005, 0.001)
 
-    series: dict[str, list[float]] = {"hit": [], "get": [], "budget": [], "get2": []}
+    async def heartbeat() -> None:
+        overhead = {"boot": 0.002, "engine_start": 0.05, "idle": counter * 1e-6}
+        await budget.accrue(overhead, 0.001)
+
+    series: dict[str, list[float]] = {"hit": [], "get": [], "budget": [], "beat": [], "get2": []}
+    cpu = {"beat": 0.0}
     try:
         for i in range(WARMUP + SAMPLES):
-            pairs = [("hit", hit_path), ("get", raw_get), ("budget", reserve_settle), ("get2", raw_get)]
+            pairs = [("hit", hit_path), ("get", raw_get), ("budget", reserve_settle), ("beat", heartbeat),
+                     ("get2", raw_get)]  # fmt: skip
             for name, fn in pairs if i % 2 else reversed(pairs):
+                cpu_before = time.process_time()
                 elapsed = await _timed(fn)
                 if i >= WARMUP:
                     series[name].append(elapsed)
+                    if name in cpu:
+                        cpu[name] += time.process_time() - cpu_before
     finally:
         async for k in raw.scan_iter(match=f"*{namespace}*"):
             await raw.delete(k)
@@ -99,6 +110,8 @@ async def measure(url: str) -> list[dict[str, Any]]:
     get50, get99 = statistics.median(get), percentile(get, 0.99)
     hit50, hit99 = statistics.median(series["hit"]), percentile(series["hit"], 0.99)
     bud50, bud99 = statistics.median(series["budget"]), percentile(series["budget"], 0.99)
+    beat99 = percentile(series["beat"], 0.99)
+    beat_share = cpu["beat"] / SAMPLES / settings.budget_heartbeat_seconds
     return [
         row("raw Redis GET p50", get50, None, "ms"),
         row("raw Redis GET p99", get99, None, "ms"),
@@ -108,6 +121,13 @@ async def measure(url: str) -> list[dict[str, Any]]:
         row("budget reserve+settle p50", bud50, None, "ms"),
         row("budget reserve+settle p99", bud99, 1.0, "ms"),
         row("budget reserve+settle p99 / raw GET p99", bud99 / get99, None, "x"),
+        row("budget heartbeat p99", beat99, None, "ms"),
+        row(
+            f"budget heartbeat CPU, share of a core (one beat per {settings.budget_heartbeat_seconds:g} s)",
+            beat_share * 100,
+            1.0,
+            "%",
+        ),
         row("machine load average (1 min, context)", os.getloadavg()[0], None, "procs"),
     ]
 

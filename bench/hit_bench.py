@@ -33,7 +33,11 @@ ANSWER = {"text": "The capital of France is Paris.", "finish_reason": "stop",
 
 async def measure(url: str) -> list[dict[str, Any]]:
     namespace = f"bench-hit-{uuid.uuid4().hex[:8]}"
-    app = create_app(settings_for("tiny", REDIS_URL=url, CACHE_NAMESPACE=namespace, GPU_HOURLY_RATE="0.44"))
+    app = create_app(
+        settings_for(
+            "tiny", REDIS_URL=url, CACHE_NAMESPACE=namespace, BUDGET_NAMESPACE=namespace, GPU_HOURLY_RATE="0.44"
+        )
+    )
     raw = aioredis.from_url(url)
     try:
         worker = await app.worker()

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from types import FrameType
+from typing import Any
 
 import runpod
 
@@ -31,17 +32,18 @@ def main() -> int:
     try:
         settings = load_settings(os.environ)
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        app = create_app(settings)
+        app = create_app(settings, handle_sigterm=True)
     except ConfigError as exc:
         print(f"worker cannot start: {exc}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _exit_on_signal)
     on_runpod = bool(os.environ.get("RUNPOD_WEBHOOK_GET_JOB")) and "--rp_serve_api" not in sys.argv
-    config = {
+    config: dict[str, Any] = {
         "handler": app.generator_handler if on_runpod else app.handler,
         "concurrency_modifier": app.concurrency_modifier,
         "return_aggregate_stream": True,
     }
+    app.sdk_config = config  # the SDK keeps this dict: the app asks for a refresh through it
     runpod.serverless.start(config)
     return 0
 

@@ -1,12 +1,15 @@
 """The budget alert: a warning log line and, when BUDGET_ALERT_WEBHOOK is set, a JSON POST.
 
 The budget decides when (once per day, atomically across workers); this module
-only delivers. A webhook that fails is logged, never raised: the job that
-crossed the threshold is still answered. The HTTP transport is injectable.
+only delivers. A webhook that fails is retried with exponential backoff
+(WEBHOOK_ATTEMPTS tries); a final failure is logged with the alert's figures,
+never raised: the job that crossed the threshold is still answered. The HTTP
+transport is injectable.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -15,6 +18,8 @@ import httpx
 log = logging.getLogger(__name__)
 
 WEBHOOK_TIMEOUT_S = 5.0
+WEBHOOK_ATTEMPTS = 4
+WEBHOOK_BACKOFF_S = 1.0  # then 2 s, 4 s
 
 
 class Alerter:
@@ -25,7 +30,11 @@ class Alerter:
         endpoint_id: str = "",
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = WEBHOOK_TIMEOUT_S,
+        attempts: int = WEBHOOK_ATTEMPTS,
+        backoff: float = WEBHOOK_BACKOFF_S,
     ) -> None:
+        self._attempts = max(1, attempts)
+        self._backoff = backoff
         self.webhook_url = webhook_url
         self.endpoint_id = endpoint_id
         self._transport = transport
@@ -49,11 +58,20 @@ class Alerter:
             "threshold": threshold,
             **state,
         }
-        try:
-            async with httpx.AsyncClient(transport=self._transport, timeout=self._timeout) as client:
-                response = await client.post(self.webhook_url, json=payload)
-                response.raise_for_status()
-        except httpx.HTTPError as exc:
-            log.warning("budget alert webhook failed (%s: %s)", type(exc).__name__, exc)
-            return
-        self.sent += 1
+        async with httpx.AsyncClient(transport=self._transport, timeout=self._timeout) as client:
+            for attempt in range(1, self._attempts + 1):
+                try:
+                    response = await client.post(self.webhook_url, json=payload)
+                    response.raise_for_status()
+                except httpx.HTTPError as exc:
+                    if attempt == self._attempts:
+                        log.error(
+                            "budget alert webhook failed after %d attempts (%s: %s); the alert was: %s",
+                            attempt, type(exc).__name__, exc, payload,
+                        )  # fmt: skip
+                        return
+                    log.warning("budget alert webhook failed (%s: %s); retrying", type(exc).__name__, exc)
+                    await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
+                    continue
+                self.sent += 1
+                return

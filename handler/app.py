@@ -3,12 +3,23 @@
 `create_app(settings)` resolves the model at once (a missing model fails the
 worker at start-up, not at the first job) but starts nothing else: the store
 connects on the first job and the engine on the first cache miss.
+
+Inside the SDK's event loop (its first `concurrency_modifier` call, or the first
+job) the app starts its heartbeat, which settles the worker's overhead into the
+budget every BUDGET_HEARTBEAT_SECONDS, and takes over SIGTERM (RunPod's
+scale-down): stop taking jobs, let the jobs in flight finish (up to
+DRAIN_SECONDS), settle the last overhead and pending replays, stop the engine,
+exit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -16,17 +27,32 @@ from typing import Any
 import orjson
 
 from handler.billing import Meter
-from handler.budget import Budget, BudgetState, ExhaustedHook, hourly_rate
+from handler.budget import Budget, BudgetState, ExhaustedHook
 from handler.cache import ResponseCache
 from handler.engine import EngineManager
 from handler.engine_command import answer_fingerprint
 from handler.errors import ConfigError, WorkerError
 from handler.model import resolve_model
+from handler.rates import hourly_rate
 from handler.settings import Settings
 from handler.store import Store, open_store
 from handler.worker import Worker
 
 log = logging.getLogger(__name__)
+
+STOP_HEARTBEAT_S = 10.0  # the last heartbeat (one Redis call) at most this long
+DRAIN_SECONDS = 20.0  # SIGTERM: how long jobs in flight may finish (RunPod's grace is not documented)
+
+
+def process_age_seconds() -> float:
+    """Seconds since this process started (Linux /proc); 0 where unknown."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat, open("/proc/uptime", encoding="ascii") as uptime:
+            started_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+            up = float(uptime.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, up - started_ticks / os.sysconf("SC_CLK_TCK"))
 
 
 def scale_to_zero_hook(settings: Settings) -> ExhaustedHook | None:
@@ -54,20 +80,35 @@ def error_output(exc: WorkerError) -> dict[str, Any]:
 
 class App:
     def __init__(
-        self, settings: Settings, env: Mapping[str, str] | None = None, *, engine: EngineManager | None = None
+        self,
+        settings: Settings,
+        env: Mapping[str, str] | None = None,
+        *,
+        engine: EngineManager | None = None,
+        handle_sigterm: bool = False,
     ) -> None:
         self.settings = settings
+        self.handle_sigterm = handle_sigterm  # the worker process's own app (python -m handler) only
+        self.sdk_config: dict[str, Any] | None = None  # the dict given to runpod.serverless.start
         self.model = resolve_model(settings)
         # `engine`: an engine already serving this model (tests share one across apps)
         self._owns_engine = engine is None
         self.engine = engine or EngineManager(settings, self.model, env=env)
-        self.meter = Meter(settings.seconds_per_token, clock=time.monotonic)
+        boot = settings.worker_boot_seconds + process_age_seconds() if settings.bill_initializing else 0.0
+        self.meter = Meter(settings.seconds_per_token, clock=time.monotonic, boot_seconds=boot)
         self.rate = hourly_rate(settings)
         self.fingerprint = answer_fingerprint(settings, self.model, self.engine.device)
         self._on_exhausted = scale_to_zero_hook(settings)
         self._worker: Worker | None = None
         self._store: Store | None = None
         self._lock: asyncio.Lock | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._jobs_running = 0
+        self._no_jobs = asyncio.Event()
+        self._no_jobs.set()
+        self._stopping = asyncio.Event()
+        self.draining = False
+        self._retired = False
 
     async def worker(self) -> Worker:
         if self._worker is None:
@@ -80,7 +121,12 @@ class App:
                         self.engine,
                         self.model,
                         cache=ResponseCache(self._store, self.settings, self.fingerprint),
-                        budget=Budget(self._store, self.settings, on_exhausted=self._on_exhausted),
+                        budget=Budget(
+                            self._store,
+                            self.settings,
+                            holder=os.environ.get("RUNPOD_POD_ID") or None,
+                            on_exhausted=self._on_exhausted,
+                        ),
                         meter=self.meter,
                         hourly_rate=self.rate,
                     )
@@ -91,30 +137,122 @@ class App:
         if self.engine.needs_refresh:
             log.error("engine failed to start %d times in a row: asking RunPod to replace this worker",
                       self.engine.start_failures)  # fmt: skip
-            out["refresh_worker"] = True
+            out["refresh_worker"] = True  # the SDK's plain-handler path reads it from the output
+            if self.sdk_config is not None:
+                # its generator path never does: it reads only the config it was started with,
+                # after the job, and then sends stopPod and leaves its loop
+                self.sdk_config["refresh_worker"] = True
         return out
 
     async def handler(self, job: dict[str, Any]) -> dict[str, Any]:
         """Plain handler: the whole answer (local testing, /runsync of --rp_serve_api)."""
+        self.start_background()
         worker = await self.worker()
+        self._job_begins()
         try:
             return await worker.answer(str(job.get("id", "local")), job.get("input"))
         except WorkerError as exc:
             return self._failed(exc)
+        finally:
+            self._job_ends()
 
     async def generator_handler(self, job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Streaming handler (with return_aggregate_stream, /run and /runsync get the list of pieces)."""
+        self.start_background()
         worker = await self.worker()
+        self._job_begins()
         try:
             async for piece in worker.stream(str(job.get("id", "local")), job.get("input")):
                 yield piece
         except WorkerError as exc:
             yield self._failed(exc)
+        finally:
+            self._job_ends()
+
+    def _job_begins(self) -> None:
+        self._jobs_running += 1
+        self._no_jobs.clear()
+
+    def _job_ends(self) -> None:
+        self._jobs_running -= 1
+        if not self._jobs_running:
+            self._no_jobs.set()
 
     def concurrency_modifier(self, current: int) -> int:
-        return self.settings.max_concurrency
+        self.start_background()  # the SDK calls this inside its loop before taking any job
+        return 0 if self.draining else self.settings.max_concurrency
+
+    # ------------------------------------------------------------- the worker's own time
+    def start_background(self) -> None:
+        """In the running loop, once: the worker is ready; start the heartbeat; take over SIGTERM."""
+        if self._heartbeat is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self.meter.worker_ready()
+        self._heartbeat = loop.create_task(self._beat_forever(), name="budget-heartbeat")
+        if self.handle_sigterm and threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGTERM, self._on_sigterm)
+
+    async def _beat_forever(self) -> None:
+        me = asyncio.current_task()
+        try:
+            while not self._stopping.is_set():
+                await self.beat()
+                if me is not None and me.cancelling():  # a cancel that a Redis call swallowed
+                    raise asyncio.CancelledError
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.settings.budget_heartbeat_seconds)
+        except asyncio.CancelledError:  # the loop is ending (the SDK stopped): count the last seconds
+            await self.retire()
+            raise
+        await self.retire()
+
+    async def beat(self) -> None:
+        """One heartbeat: settle the overhead so far (errors are logged; the worker keeps serving)."""
+        try:
+            await (await self.worker()).heartbeat()
+        except Exception:  # the heartbeat must never stop; the next one carries the totals
+            log.exception("budget heartbeat failed")
+
+    async def retire(self) -> None:
+        """Settle the worker's last overhead and drop its reservation (once)."""
+        if self._retired or self._worker is None:
+            return
+        self._retired = True
+        try:
+            state = await self._worker.budget.retire(self._overhead_usd())
+            log.info("worker stops: budget %s spent %.6f USD (overhead %.6f)", state.day, state.spent_usd,
+                     state.overhead_usd)  # fmt: skip
+        except Exception:
+            log.exception("budget: the last settlement failed")
+
+    def _overhead_usd(self) -> dict[str, float]:
+        assert self._worker is not None
+        return self._worker.overhead_usd()
+
+    def _on_sigterm(self) -> None:
+        if not self.draining:
+            self.draining = True
+            log.warning("SIGTERM: draining (%d job(s) in flight)", self._jobs_running)
+            asyncio.get_running_loop().create_task(self._drain_and_exit())
+
+    async def _drain_and_exit(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_jobs.wait(), DRAIN_SECONDS)
+        if self._jobs_running:
+            log.warning("SIGTERM: %d job(s) still running after %.0f s; stopping", self._jobs_running, DRAIN_SECONDS)
+        await self.aclose()
+        raise SystemExit(0)
 
     async def aclose(self) -> None:
+        self._stopping.set()
+        if self._heartbeat is not None and not self._heartbeat.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._heartbeat), STOP_HEARTBEAT_S)
+            except TimeoutError:
+                self._heartbeat.cancel()
+        await self.retire()
         if self._worker is not None:
             await self._worker.drain()
         if self._owns_engine:
@@ -123,5 +261,11 @@ class App:
             await self._store.close()
 
 
-def create_app(settings: Settings, env: Mapping[str, str] | None = None, *, engine: EngineManager | None = None) -> App:
-    return App(settings, env, engine=engine)
+def create_app(
+    settings: Settings,
+    env: Mapping[str, str] | None = None,
+    *,
+    engine: EngineManager | None = None,
+    handle_sigterm: bool = False,
+) -> App:
+    return App(settings, env, engine=engine, handle_sigterm=handle_sigterm)

@@ -11,10 +11,17 @@ starts, a job finishes, the engine starts or becomes ready):
   report, which is what continuous batching does (one token per step for each
   running sequence);
 - a segment with no job in flight, or while the engine is starting, is worker
-  overhead (boot, engine start-up, idle).
+  overhead, by kind: `boot` (the container start RunPod bills before Python runs,
+  given as `boot_seconds`, then the process until `worker_ready`),
+  `engine_start`, and `idle`.
 
 So the seconds billed to jobs plus the overhead always equal the running
 seconds, however many jobs overlap. Money is seconds times the hourly rate.
+
+The meter also measures the worker's pace for reservations: over each busy
+period (jobs in flight, engine ready) the wall seconds per unit of work, where a
+unit is a completion token and a prompt token weighs PREFILL_WEIGHT (prefill
+runs many tokens per step). `seconds_per_token()` is the slowest recent period.
 """
 
 from __future__ import annotations
@@ -24,18 +31,19 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-MIN_TOKENS_FOR_ESTIMATE = 4
+MIN_WORK_FOR_ESTIMATE = 16.0  # shorter busy periods say more about latency than pace
 ESTIMATE_WINDOW = 200
-ESTIMATE_QUANTILE = 0.9
+PREFILL_WEIGHT = 0.125
+OVERHEAD_KINDS = ("boot", "engine_start", "idle")
 
 
 def cost_usd(seconds: float, hourly_rate: float) -> float:
     return seconds * hourly_rate / 3600.0
 
 
-def worst_case_usd(max_tokens: int, seconds_per_token: float, hourly_rate: float) -> float:
-    """An upper estimate of one job's cost: every token at the slowest measured pace, alone."""
-    return cost_usd(max(1, max_tokens) * seconds_per_token, hourly_rate)
+def work_units(prompt_tokens: float, completion_tokens: float) -> float:
+    """A job's work for pace and reservations: completion tokens plus weighted prompt tokens."""
+    return max(0.0, completion_tokens) + PREFILL_WEIGHT * max(0.0, prompt_tokens)
 
 
 @dataclass
@@ -49,27 +57,44 @@ class _Job:
 
 
 class Meter:
-    def __init__(self, default_seconds_per_token: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        default_seconds_per_token: float,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        boot_seconds: float = 0.0,
+    ) -> None:
         self._clock = clock
         self._default_spt = default_seconds_per_token
         self._started = clock()
         self._mark = self._started
-        self._overhead = 0.0
+        self._boot_seconds = boot_seconds
+        self._overhead = dict.fromkeys(OVERHEAD_KINDS, 0.0)
+        self._overhead["boot"] = boot_seconds
+        self._ready = False
         self._engine_starting = False
         self._jobs: dict[str, _Job] = {}
         self._paces: deque[float] = deque(maxlen=ESTIMATE_WINDOW)
+        self._busy_seconds = 0.0  # the busy period in progress: engine-ready seconds with jobs in flight
+        self._busy_work = 0.0
+
+    def _idle_kind(self) -> str:
+        if self._engine_starting:
+            return "engine_start"
+        return "idle" if self._ready else "boot"
 
     def _close_segment(self) -> None:
         now = self._clock()
         elapsed = max(0.0, now - self._mark)
         self._mark = now
         if not self._jobs or self._engine_starting:
-            self._overhead += elapsed
+            self._overhead[self._idle_kind()] += elapsed
             if self._engine_starting:
                 for job in self._jobs.values():
                     job.engine_wait += elapsed
                     job.tokens_in_segment = 0
             return
+        self._busy_seconds += elapsed
         jobs = list(self._jobs.values())
         reporting = [j.tokens_in_segment for j in jobs if not j.silent]
         typical = sum(reporting) / len(reporting) if reporting else 0.0
@@ -81,11 +106,18 @@ class Meter:
             job.tokens_in_segment = 0
 
     # --- events -------------------------------------------------------------
+    def worker_ready(self) -> None:
+        """The worker takes jobs: from now on, seconds without jobs are idle, not boot."""
+        if not self._ready:
+            self._close_segment()
+            self._ready = True
+
     def job_started(self, job_id: str, *, reports_tokens: bool = True) -> None:
         """A job starts using the engine; `reports_tokens=False` for a silent job (tokens known at its end)."""
         if job_id in self._jobs:
             raise ValueError(f"job {job_id!r} is already being metered")
         self._close_segment()
+        self._ready = True
         self._jobs[job_id] = _Job(started=self._mark, silent=not reports_tokens)
 
     def add_tokens(self, job_id: str, n: int) -> None:
@@ -97,15 +129,18 @@ class Meter:
             job.tokens_in_segment += max(0, n)
         job.tokens += max(0, n)
 
-    def job_finished(self, job_id: str) -> float:
-        """Close the job; return the worker seconds billed to it."""
+    def job_finished(self, job_id: str, *, work: float = 0.0) -> float:
+        """Close the job; return the worker seconds billed to it. `work`: its work units
+        (`work_units` of its usage), for the pace of the busy period it belongs to."""
         if job_id not in self._jobs:
             raise KeyError(f"job {job_id!r} is not being metered (job_started was not called)")
         self._close_segment()
         job = self._jobs.pop(job_id)
-        working = self._mark - job.started - job.engine_wait
-        if job.tokens >= MIN_TOKENS_FOR_ESTIMATE and working > 0:
-            self._paces.append(working / job.tokens)
+        self._busy_work += max(0.0, work)
+        if not self._jobs:  # the busy period ends: its pace is one measurement
+            if self._busy_work >= MIN_WORK_FOR_ESTIMATE and self._busy_seconds > 0:
+                self._paces.append(self._busy_seconds / self._busy_work)
+            self._busy_seconds = self._busy_work = 0.0
         return job.billed
 
     def engine_starting(self) -> None:
@@ -119,20 +154,23 @@ class Meter:
 
     # --- readings -------------------------------------------------------------
     def running_seconds(self) -> float:
-        return self._clock() - self._started
+        """Billed seconds so far: the boot seconds before the meter, then its clock."""
+        return self._boot_seconds + self._clock() - self._started
+
+    def overhead_by_kind(self) -> dict[str, float]:
+        """Overhead seconds so far by kind, including the open segment when it is overhead."""
+        out = dict(self._overhead)
+        if not self._jobs or self._engine_starting:
+            out[self._idle_kind()] += max(0.0, self._clock() - self._mark)
+        return out
 
     def overhead_seconds(self) -> float:
-        """Overhead so far, including the open segment when no job is in flight."""
-        open_segment = self._clock() - self._mark
-        return self._overhead + (open_segment if not self._jobs or self._engine_starting else 0.0)
+        return sum(self.overhead_by_kind().values())
 
     def in_flight(self) -> int:
         return len(self._jobs)
 
     def seconds_per_token(self) -> float:
-        """Worst-case pace for reservations: the 90th percentile of recent jobs' wall
-        seconds per token (engine start excluded); the settings' default before any data."""
-        if not self._paces:
-            return self._default_spt
-        ordered = sorted(self._paces)
-        return ordered[min(len(ordered) - 1, int(ESTIMATE_QUANTILE * len(ordered)))]
+        """Worst-case pace for reservations (seconds per work unit): the slowest busy period
+        among the recent ones; the settings' default before any measurement."""
+        return max(self._paces) if self._paces else self._default_spt

@@ -1,38 +1,54 @@
-"""The shared daily budget: reserve a job's worst case before it runs, settle what it cost.
+"""The shared daily budget: it counts the whole bill of every worker and stops at its limit.
 
-Amounts are integer micro-dollars in the store, under keys that carry the budget
-day (BUDGET_TIMEZONE, injected clock), so each day starts empty and nothing
-resets anything. Reserve is one atomic script (lapsed reservations dropped,
-limit checked, reservation added with its expiry); a crashed worker's
-reservations lapse by themselves. Settle is idempotent per job id. The alert
-fires once per day across all workers.
+RunPod bills a worker per second from start to scale-down. The budget counts
+exactly that, in integer micro-dollars per budget day (BUDGET_TIMEZONE):
 
-Store unreachable: BUDGET_FAIL_MODE=closed refuses new reservations with
-`budget_unavailable`; `open` reserves against the last known state plus what
-this worker spent since, and replays its settlements when the store is back.
-Settlements of jobs that already ran are kept and replayed in both modes.
+- **jobs**: each job's share of the worker's seconds, settled when it ends
+  (once per job id);
+- **overhead**: the worker's boot, engine start-up and idle seconds, settled as
+  cumulative totals by a heartbeat (`accrue`), so a late or repeated one counts
+  nothing twice;
+- **reservations**: each worker (a holder) keeps ONE reservation, its exposure:
+  the worst case of what it will still be billed (`handler.exposure`). Admitting
+  a job raises it and must fit under the limit; settlements and heartbeats set
+  it anew. It lapses a few heartbeats after it was last set, so a killed
+  worker's reservation frees itself.
+
+Money arrives as float USD and is rounded once, cumulatively per worker, so the
+sum of what a worker settles equals its total to a micro-dollar however small
+each job is. The alert fires once per day across all workers, when spend
+crosses the threshold or when a job is refused.
+
+Store unreachable: BUDGET_FAIL_MODE=closed refuses engine work with
+`budget_unavailable`; `open` lets this worker spend at most its share of what
+was left (remaining / ENDPOINT_WORKERS_MAX). Settlements and overhead made
+meanwhile are kept and replayed when the store is back, in both modes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from handler import keys
 from handler.alerts import Alerter
 from handler.days import day_of, recent_days, zone
-from handler.errors import BudgetExceeded, BudgetUnavailable, ConfigError, StoreUnavailable
+from handler.errors import BudgetExceeded, BudgetUnavailable, StoreUnavailable
 from handler.settings import Settings
-from handler.store import BudgetCounts, Store
+from handler.store import OVERHEAD_KINDS, BudgetCounts, BudgetOutcome, Hold, Store
 
 log = logging.getLogger(__name__)
 
 MICRO = 1_000_000
-RESERVATION_MARGIN_S = 60.0
+HOLD_HEARTBEATS = 6  # a reservation lapses this many heartbeats after it was last set...
+HOLD_MIN_S = 60.0  # ...and never sooner than this
 
 ExhaustedHook = Callable[["BudgetState"], Awaitable[None]]
 
@@ -41,32 +57,16 @@ def to_micro(usd: float) -> int:
     return max(0, round(usd * MICRO))
 
 
-def hourly_rate(settings: Settings) -> float:
-    """USD per worker hour: GPU_HOURLY_RATE, else GPU_TYPE's on-demand price from the price table."""
-    if settings.gpu_hourly_rate > 0:
-        return settings.gpu_hourly_rate
-    if settings.gpu_type:
-        from client.errors import PriceTableError
-        from client.prices import load_prices
-
-        try:
-            return load_prices().hourly_rate(settings.gpu_type, "on_demand")
-        except PriceTableError as exc:
-            raise ConfigError(f"GPU_TYPE: {exc}", field="GPU_TYPE") from exc
-    if settings.daily_budget_usd > 0:
-        raise ConfigError(
-            "DAILY_BUDGET_USD is set but no hourly rate is known: set GPU_HOURLY_RATE or GPU_TYPE",
-            field="GPU_HOURLY_RATE",
-        )
-    return 0.0
+def ceil_micro(usd: float) -> int:
+    """Reservations round up: a worst case is never cut by rounding."""
+    return max(0, math.ceil(usd * MICRO - 1e-6))
 
 
 @dataclass(frozen=True)
 class Reservation:
     job_id: str
     day: str
-    amount_micro: int
-    local: bool = False  # made while the store was unreachable (BUDGET_FAIL_MODE=open)
+    worst_usd: float  # the job's own worst case, for callers checking what it settled
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,11 @@ class BudgetState:
     remaining_usd: float | None  # None: no limit
     limit_usd: float | None
     jobs: int = 0
+    jobs_usd: float = 0.0  # spent on jobs
+    overhead_usd: float = 0.0  # spent on the workers' boot, engine start and idle seconds
+    boot_usd: float = 0.0
+    engine_start_usd: float = 0.0
+    idle_usd: float = 0.0
     stale: bool = False  # the store is unreachable: last known figures plus this worker's own
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,135 +94,251 @@ class Budget:
         store: Store,
         settings: Settings,
         *,
+        holder: str | None = None,
         clock: Callable[[], float] = time.time,
         alerter: Alerter | None = None,
         on_exhausted: ExhaustedHook | None = None,
-        reservation_ttl: float | None = None,
+        hold_ttl: float | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
+        self.holder = holder or f"w-{uuid.uuid4().hex[:12]}"
         self._clock = clock
         self._tz = zone(settings.budget_timezone)
-        self._ns = settings.cache_namespace
+        self._ns = settings.budget_namespace
         self._limit = to_micro(settings.daily_budget_usd) if settings.daily_budget_usd > 0 else -1
         self._alert_at = int(self._limit * settings.budget_alert_threshold) if self._limit >= 0 else -1
         self.alerter = alerter or Alerter(settings.budget_alert_webhook, endpoint_id=settings.runpod_endpoint_id)
         self._on_exhausted = on_exhausted
-        ttl = reservation_ttl
-        if ttl is None:
-            ttl = settings.engine_start_timeout + settings.engine_request_timeout + RESERVATION_MARGIN_S
-        self._reservation_ttl_ms = int(ttl * 1000)
+        ttl = hold_ttl if hold_ttl is not None else max(HOLD_MIN_S, HOLD_HEARTBEATS * settings.budget_heartbeat_seconds)
+        self._hold_ttl_ms = int(ttl * 1000)
         self._known: dict[str, BudgetCounts] = {}
+        self._held: dict[str, int] = {}  # day -> this worker's reservation as its changes sent make it
+        self._wanted: dict[str, int] = {}  # day -> the reservation last asked for (a replay restores it)
+        self._carry = 0.0  # micro-dollars settled jobs cost beyond the whole ones counted
         self._pending: dict[tuple[str, str], int] = {}  # (day, job) -> micro-dollars to replay
-        self._local: dict[str, tuple[str, int]] = {}  # job -> (day, micro-dollars) reserved locally
+        self._overhead_total: dict[str, int] = dict.fromkeys(OVERHEAD_KINDS, 0)
+        self._overhead_days: dict[str, dict[str, int]] = {}  # day -> cumulative micro-dollars by kind
+        self._overhead_sent: dict[str, int] = {}  # day -> the part of it the store has counted
+        self._allowance: dict[str, int] = {}  # fail-open: day -> what this worker may still spend alone
         self._exhausted_days: set[str] = set()
         self._replaying = asyncio.Lock()
+        self._alerts: set[asyncio.Task[None]] = set()
 
-    # --- the four operations ---------------------------------------------------
-    async def reserve(self, job_id: str, worst_case_usd: float) -> Reservation:
+    # --- the operations ------------------------------------------------------------
+    async def reserve(self, job_id: str, exposure_usd: float, *, worst_usd: float = 0.0) -> Reservation:
+        """Admit a job: this worker's reservation becomes `exposure_usd`, its worst-case remaining
+        bill with the job admitted. Raises BudgetExceeded when that does not fit."""
         day = self.today()
-        amount = to_micro(worst_case_usd)
+        amount = ceil_micro(exposure_usd)
         await self.reconcile()
+        hold = self._hold_of(day, amount)
         try:
-            outcome = await self.store.budget_reserve(
-                keys.budget_day(self._ns, day), job_id, amount, self._limit, self._reservation_ttl_ms
-            )
+            outcome = await self.store.budget_reserve(self._keys(day), hold, self._limit, self._alert_at)
         except StoreUnavailable as exc:
+            self._not_applied(day, hold)
             if self.settings.budget_fail_mode == "closed":
                 raise BudgetUnavailable(
                     "budget store unreachable and BUDGET_FAIL_MODE=closed: jobs that would run the engine are "
                     "refused until Redis answers"
                 ) from exc
-            return await self._reserve_locally(job_id, day, amount)
-        self._known[day] = outcome.counts
-        if not outcome.ok:
-            await self._refuse(day, amount)
-        return Reservation(job_id=job_id, day=day, amount_micro=amount)
+            self._reserve_locally(day, amount)
+        else:
+            await self._seen(day, outcome)
+            if not outcome.ok:
+                self._not_applied(day, hold)
+                await self._refuse(day, amount)
+            self._allowance.pop(day, None)
+        return Reservation(job_id=job_id, day=day, worst_usd=worst_usd)
 
-    async def settle(self, reservation: Reservation, actual_usd: float) -> BudgetState:
-        """Count what the job cost (once per job id), drop its reservation."""
-        amount = to_micro(actual_usd)
-        self._local.pop(reservation.job_id, None)
+    async def settle(self, reservation: Reservation, cost_usd: float, exposure_usd: float) -> BudgetState:
+        """Count what the job cost (once per job id); this worker's reservation becomes `exposure_usd`."""
+        # whole micro-dollars; the fraction carries to this worker's next settlement
+        exact = max(0.0, cost_usd) * MICRO + self._carry
+        amount = max(0, round(exact))
+        self._carry = exact - amount
         await self.reconcile()
-        day_keys = keys.budget_day(self._ns, reservation.day)
+        day, job = reservation.day, reservation.job_id
+        hold = self._hold_of(day, ceil_micro(exposure_usd) if day == self.today() else 0)
         try:
-            outcome = await self.store.budget_settle(day_keys, reservation.job_id, amount, self._alert_at)
+            outcome = await self.store.budget_settle(self._keys(day), hold, job, amount, self._alert_at)
         except StoreUnavailable:
-            if (reservation.day, reservation.job_id) not in self._pending:
-                self._pending[(reservation.day, reservation.job_id)] = amount
-                self._forget_reservation(reservation)
-            return self._state(reservation.day, stale=True)
-        self._known[reservation.day] = outcome.counts
-        if outcome.alert:
-            await self._alert(reservation.day)
-        return self._state(reservation.day, stale=bool(self._pending))
+            self._not_applied(day, hold)
+            self._pending.setdefault((day, job), amount)
+            return self._state(day, stale=True)
+        if not outcome.first:  # settled before: nothing was counted, so nothing carries
+            self._carry += amount - max(0.0, cost_usd) * MICRO
+        await self._seen(reservation.day, outcome)
+        return self._state(reservation.day, stale=self._stale())
 
-    async def release(self, reservation: Reservation) -> None:
-        """The job failed before costing anything: give its reservation back."""
-        if self._local.pop(reservation.job_id, None) is not None:
-            return
+    async def release(self, reservation: Reservation, exposure_usd: float) -> None:
+        """The job failed before costing anything: this worker's reservation becomes `exposure_usd`."""
+        await self.accrue(None, exposure_usd)
+
+    async def accrue(self, overhead_usd: Mapping[str, float] | None, exposure_usd: float) -> BudgetState:
+        """The heartbeat: count this worker's overhead (cumulative USD by kind since it started;
+        None: unchanged) and renew its reservation at `exposure_usd`."""
+        day = self.today()
+        if overhead_usd is not None:
+            self._book_overhead(day, overhead_usd)
+        await self.reconcile()
+        await self._release_past_days(day)
+        hold = self._hold_of(day, ceil_micro(exposure_usd))
         try:
-            counts = await self.store.budget_release(keys.budget_day(self._ns, reservation.day), reservation.job_id)
+            outcome = await self.store.budget_accrue(
+                self._keys(day), hold, self._overhead_days.get(day, {}), self._alert_at
+            )
         except StoreUnavailable:
-            self._forget_reservation(reservation)  # in Redis it lapses by itself
-            return
-        self._known[reservation.day] = counts
+            self._not_applied(day, hold)
+            return self._state(day, stale=True)
+        self._overhead_sent[day] = self._overhead_booked(day)
+        await self._seen(day, outcome)
+        return self._state(day, stale=self._stale())
 
-    def _forget_reservation(self, reservation: Reservation) -> None:
-        """Take a Redis-held reservation out of the local view (its job is settled or released)."""
-        known = self._known.get(reservation.day)
-        if known is not None and not reservation.local:
-            reserved = max(0, known.reserved - reservation.amount_micro)
-            self._known[reservation.day] = BudgetCounts(known.spent, reserved, known.jobs)
+    async def retire(self, overhead_usd: Mapping[str, float]) -> BudgetState:
+        """The worker stops: count its last overhead, replay what is pending, drop its reservation."""
+        state = await self.accrue(overhead_usd, 0.0)
+        try:
+            self._known[state.day] = await self.store.budget_release(self._keys(state.day), self.holder)
+            self._held[state.day] = 0
+        except StoreUnavailable:
+            log.warning("budget: Redis unreachable at exit; this worker's reservation lapses by itself")
+        if self._pending or self._unsent_past_days():
+            log.error("budget: Redis unreachable at exit: %d settlement(s) of this worker are lost", len(self._pending))
+        await self.flush_alerts()
+        return state
 
     async def state(self) -> BudgetState:
         day = self.today()
         await self.reconcile()
         try:
-            self._known[day] = await self.store.budget_read(keys.budget_day(self._ns, day))
+            self._known[day] = await self.store.budget_read(self._keys(day))
         except StoreUnavailable:
             return self._state(day, stale=True)
-        return self._state(day, stale=bool(self._pending))
+        return self._state(day, stale=self._stale())
 
-    # --- outage handling ---------------------------------------------------------
+    # --- bookkeeping ---------------------------------------------------------------
+    def _keys(self, day: str) -> keys.BudgetKeys:
+        return keys.budget_day(self._ns, day)
+
+    def _hold_of(self, day: str, target: int) -> Hold:
+        """The change that takes this worker's reservation of `day` to `target`. Changes, not values:
+        operations travel on several connections and may reach Redis in any order (a value computed
+        after a job ended could land before the job's cost, leaving it neither reserved nor spent)."""
+        change = target - self._held.get(day, 0)
+        self._held[day] = self._wanted[day] = target
+        return Hold(self.holder, change, self._hold_ttl_ms)
+
+    def _not_applied(self, day: str, hold: Hold) -> None:
+        """The store refused or never saw `hold`: later changes start from what it holds."""
+        self._held[day] = self._held.get(day, 0) - hold.change
+
+    async def _release_past_days(self, today: str) -> None:
+        for day, held in list(self._held.items()):
+            if day != today and held:
+                with contextlib.suppress(StoreUnavailable):  # else it lapses by itself
+                    await self.store.budget_release(self._keys(day), self.holder)
+                self._held[day] = self._wanted[day] = 0
+
+    def _book_overhead(self, day: str, overhead_usd: Mapping[str, float]) -> None:
+        """Give the overhead's growth since the last heartbeat to `day` (cumulative, exact)."""
+        today = self._overhead_days.setdefault(day, dict.fromkeys(OVERHEAD_KINDS, 0))
+        for kind in OVERHEAD_KINDS:
+            total = to_micro(float(overhead_usd.get(kind, 0.0)))
+            grown = total - self._overhead_total[kind]
+            if grown > 0:
+                self._overhead_total[kind] = total
+                today[kind] += grown
+
+    def _overhead_booked(self, day: str) -> int:
+        return sum(self._overhead_days.get(day, {}).values())
+
+    def _overhead_unsent(self, day: str) -> int:
+        """This worker's overhead of `day` that the store has not counted yet."""
+        return max(0, self._overhead_booked(day) - self._overhead_sent.get(day, 0))
+
+    def _unsent_past_days(self) -> list[str]:
+        today = self.today()
+        return sorted(day for day in self._overhead_days if day != today and self._overhead_unsent(day))
+
+    def _stale(self) -> bool:
+        return bool(self._pending or self._unsent_past_days())
+
+    async def _seen(self, day: str, outcome: BudgetOutcome) -> None:
+        self._known[day] = outcome.counts
+        if outcome.alert:
+            await self._alert(day)
+
     async def reconcile(self) -> int:
-        """Replay settlements recorded while the store was unreachable; return how many landed."""
-        if not self._pending or self._replaying.locked():
+        """Replay settlements and past days' overhead recorded while the store was unreachable."""
+        if not (self._pending or self._unsent_past_days()) or self._replaying.locked():
             return 0
         done = 0
         async with self._replaying:
             for (day, job_id), amount in list(self._pending.items()):
+                hold = self._hold_of(day, self._wanted.get(day, 0))
                 try:
-                    outcome = await self.store.budget_settle(
-                        keys.budget_day(self._ns, day), job_id, amount, self._alert_at
+                    outcome = await self.store.budget_settle(self._keys(day), hold, job_id, amount, self._alert_at)
+                except StoreUnavailable:
+                    self._not_applied(day, hold)
+                    return done
+                self._pending.pop((day, job_id), None)
+                await self._seen(day, outcome)
+                done += 1
+            for day in self._unsent_past_days():
+                hold = self._hold_of(day, self._wanted.get(day, 0))
+                try:
+                    outcome = await self.store.budget_accrue(
+                        self._keys(day), hold, self._overhead_days[day], self._alert_at
                     )
                 except StoreUnavailable:
+                    self._not_applied(day, hold)
                     break
-                self._pending.pop((day, job_id), None)
-                self._known[day] = outcome.counts
-                done += 1
-                if outcome.alert:
-                    await self._alert(day)
+                self._overhead_sent[day] = self._overhead_booked(day)
+                await self._seen(day, outcome)
         if done:
             log.warning("budget: replayed %d settlement(s) recorded while Redis was unreachable", done)
         return done
 
     async def _alert(self, day: str) -> None:
+        """Deliver the day's alert in the background: its webhook retries must not hold a job."""
         state = self._state(day, stale=False).to_dict()
-        await self.alerter.budget_threshold(state, self.settings.budget_alert_threshold)
+        task = asyncio.create_task(self.alerter.budget_threshold(state, self.settings.budget_alert_threshold))
+        self._alerts.add(task)
+        task.add_done_callback(self._alerts.discard)
 
-    async def _reserve_locally(self, job_id: str, day: str, amount: int) -> Reservation:
-        state = self._local_counts(day)
-        if self._limit >= 0 and state.spent + state.reserved + amount > self._limit:
-            await self._refuse(day, amount)
-        self._local[job_id] = (day, amount)
-        return Reservation(job_id=job_id, day=day, amount_micro=amount, local=True)
+    async def flush_alerts(self) -> None:
+        """Wait for alerts being delivered (the worker does before it exits)."""
+        if self._alerts:
+            await asyncio.gather(*self._alerts, return_exceptions=True)
+
+    def _reserve_locally(self, day: str, amount: int) -> None:
+        """Fail-open: this worker alone may spend its share of what was left when Redis went away."""
+        if self._limit < 0:
+            return
+        if day not in self._allowance:
+            known = self._known.get(day, BudgetCounts(0, 0, 0))
+            others = max(0, known.reserved - self._held.get(day, 0))
+            left = max(0, self._limit - known.spent - others)
+            self._allowance[day] = left // self.settings.endpoint_workers_max
+            log.warning(
+                "budget: Redis unreachable, BUDGET_FAIL_MODE=open: this worker may spend %.6f USD until it is back",
+                self._allowance[day] / MICRO,
+            )
+        if self._unconfirmed(day) + amount > self._allowance[day]:
+            raise BudgetExceeded(
+                f"daily budget: Redis is unreachable and this job may cost up to {amount / MICRO:.6f} USD, more than "
+                f"this worker's share of what was left ({self._allowance[day] / MICRO:.6f} USD)"
+            )
+
+    def _unconfirmed(self, day: str) -> int:
+        """What this worker spent on `day` that the store has not counted yet."""
+        return sum(amount for (d, _), amount in self._pending.items() if d == day) + self._overhead_unsent(day)
 
     async def _refuse(self, day: str, amount: int) -> None:
         state = self._state(day, stale=False)
-        spent = self._local_counts(day).spent
-        # Exhausted: even if every job in flight settled at nothing, this one would not fit.
-        # (A refusal caused only by reservations in flight does not scale anything down.)
+        spent = self._known.get(day, BudgetCounts(0, 0, 0)).spent
+        # Exhausted: even if every other worker's reservation came to nothing, this would not fit.
         if spent + amount > self._limit and day not in self._exhausted_days:
             self._exhausted_days.add(day)
             log.warning("daily budget exhausted for %s: refusing jobs that would run the engine", day)
@@ -225,8 +346,8 @@ class Budget:
                 await self._call_hook(state)
         limit = (self._limit or 0) / MICRO
         raise BudgetExceeded(
-            f"daily budget exceeded: this job may cost up to {amount / MICRO:.6f} USD but only "
-            f"{max(0.0, state.remaining_usd or 0.0):.6f} USD of the {limit:.2f} USD daily budget "
+            f"daily budget exceeded: this worker may be billed up to {amount / MICRO:.6f} USD more with this job, "
+            f"but only {max(0.0, state.remaining_usd or 0.0):.6f} USD of the {limit:.2f} USD daily budget "
             f"({day}, {self.settings.budget_timezone}) is left unreserved"
         )
 
@@ -237,39 +358,41 @@ class Budget:
         except Exception:  # a user-supplied hook (scale to zero); the refusal stands either way
             log.exception("budget exhaustion hook failed")
 
-    # --- readings -------------------------------------------------------------------
+    # --- readings ---------------------------------------------------------------------
     def today(self) -> str:
         return day_of(self._clock(), self._tz)
 
     def snapshot(self) -> BudgetState:
-        """Today's state as last seen plus this worker's unreplayed figures (no I/O)."""
+        """Today's state as last seen plus this worker's unconfirmed figures (no I/O)."""
         day = self.today()
-        return self._state(day, stale=bool(self._pending))
-
-    def _local_counts(self, day: str) -> BudgetCounts:
-        known = self._known.get(day, BudgetCounts(0, 0, 0))
-        pending = [amount for (d, _), amount in self._pending.items() if d == day]
-        reserved = sum(amount for d, amount in self._local.values() if d == day)
-        return BudgetCounts(known.spent + sum(pending), known.reserved + reserved, known.jobs + len(pending))
+        return self._state(day, stale=self._stale())
 
     def _state(self, day: str, *, stale: bool) -> BudgetState:
-        counts = self._local_counts(day)
+        known = self._known.get(day, BudgetCounts(0, 0, 0))
+        pending = [amount for (d, _), amount in self._pending.items() if d == day]
+        extra_overhead = self._overhead_unsent(day)
+        spent = known.spent + sum(pending) + extra_overhead
         limit = self._limit / MICRO if self._limit >= 0 else None
-        remaining = None if limit is None else (self._limit - counts.spent - counts.reserved) / MICRO
+        remaining = None if limit is None else (self._limit - spent - known.reserved) / MICRO
         return BudgetState(
             day=day,
-            spent_usd=counts.spent / MICRO,
-            reserved_usd=counts.reserved / MICRO,
+            spent_usd=spent / MICRO,
+            reserved_usd=known.reserved / MICRO,
             remaining_usd=remaining,
             limit_usd=limit,
-            jobs=counts.jobs,
+            jobs=known.jobs + len(pending),
+            jobs_usd=(known.job_spent + sum(pending)) / MICRO,
+            overhead_usd=(known.overhead + extra_overhead) / MICRO,
+            boot_usd=known.boot / MICRO,
+            engine_start_usd=known.engine_start / MICRO,
+            idle_usd=known.idle / MICRO,
             stale=stale,
         )
 
     async def daily_spend(self, days: int) -> list[dict[str, Any]]:
-        """Per day, oldest first: spent, reserved, jobs settled, limit."""
+        """Per day, oldest first: spent (jobs and overhead apart), reserved, jobs settled, limit."""
         rows = []
         for day in recent_days(self._clock(), self._tz, days):
-            self._known[day] = await self.store.budget_read(keys.budget_day(self._ns, day))
+            self._known[day] = await self.store.budget_read(self._keys(day))
             rows.append(self._state(day, stale=False).to_dict())
         return rows

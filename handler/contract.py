@@ -7,7 +7,8 @@ A job's ``input`` takes one of four shapes::
     {"openai_route": "/v1/chat/completions", "openai_input": {...}}
     {"requests": [ <any of the above>, ... ]}
 
-plus ``"stream": true`` and ``"cache": {"bypass"|"refresh"|"ttl"}`` on single jobs.
+plus ``"stream": true``, ``"cache": {"bypass"|"refresh"|"ttl"}`` and
+``"max_cost_usd"`` (a cost cap that shortens the answer) on single jobs.
 `parse_job` turns it into `EngineRequest` objects whose body is what vLLM's
 OpenAI server receives, with every sampling parameter filled in (so the cache
 key sees an omitted value and its explicit default alike). Bad input raises
@@ -16,7 +17,7 @@ key sees an omitted value and its explicit default alike). Bad input raises
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -73,6 +74,7 @@ class Message(_Strict):
 class _Single(_Strict):
     stream: bool = False
     cache: CacheSpec = Field(default_factory=CacheSpec)
+    max_cost_usd: float | None = Field(None, gt=0)
 
 
 class PromptJob(_Single):
@@ -99,10 +101,20 @@ class EngineRequest:
     stream: bool = False
     openai: bool = False  # answer in the OpenAI response shape
     cache: CacheSpec = field(default_factory=CacheSpec)
+    max_cost_usd: float | None = None
 
     @property
     def max_tokens(self) -> int:
         return int(self.body.get("max_tokens") or 0)
+
+    @property
+    def completions(self) -> int:
+        """Answers asked for (`n`): each may run to `max_tokens`."""
+        return max(1, int(self.body.get("n") or 1))
+
+    @property
+    def prompt_chars(self) -> int:
+        return _prompt_chars(self.body.get("prompt") if "prompt" in self.body else self.body.get("messages"))
 
 
 @dataclass(frozen=True)
@@ -154,8 +166,8 @@ def _prompt_chars(value: Any) -> int:
         return len(value)
     if isinstance(value, list):
         return sum(_prompt_chars(v) for v in value)
-    if isinstance(value, dict):
-        return _prompt_chars(value.get("content"))
+    if isinstance(value, dict):  # a message, or an OpenAI content part ({"type": "text", "text": ...})
+        return sum(_prompt_chars(value.get(name)) for name in ("content", "text", "image_url", "url"))
     return len(str(value))
 
 
@@ -180,8 +192,17 @@ def _openai_body(job: OpenAIJob, settings: Settings, prefix: str) -> dict[str, A
         raise ValidationFailed(f"{where}: must be a boolean", field=where)
     known = set(SamplingParams.model_fields)
     sampling = {k: v for k, v in body.items() if k in known}
-    if job.openai_route == CHAT_ROUTE and "max_completion_tokens" in body and "max_tokens" not in body:
-        sampling["max_tokens"] = body.pop("max_completion_tokens")
+    if "max_completion_tokens" in body:
+        # vLLM prefers it over max_tokens: it is the cap, validated and limited like max_tokens
+        completion = body.pop("max_completion_tokens")
+        where = f"{prefix}openai_input.max_completion_tokens"
+        if not isinstance(completion, int) or isinstance(completion, bool) or completion < 1:
+            raise ValidationFailed(f"{where}: must be a whole number of at least 1", field=where)
+        if completion > settings.max_tokens_limit:
+            raise ValidationFailed(
+                f"{where}: {completion} is over the limit of {settings.max_tokens_limit}", field=where
+            )
+        sampling["max_tokens"] = completion
     filled = _sampling_body(_validate(SamplingParams, sampling, f"{prefix}openai_input."), settings)
     body.update(filled)
     return body
@@ -214,6 +235,9 @@ def parse_single(data: Any, settings: Settings, prefix: str = "") -> EngineReque
         messages = [m.model_dump() for m in job.messages]
         body = {"messages": messages, **_sampling_body(job.sampling_params, settings)}
         req = EngineRequest(CHAT_ROUTE, body, stream=job.stream, cache=job.cache)
+    cap = job.max_cost_usd or settings.max_cost_usd_per_job or None
+    if cap is not None:
+        req = replace(req, max_cost_usd=cap)
     if req.openai:
         return _check_limits(req, settings, f"{prefix}openai_input.", f"{prefix}openai_input.")
     return _check_limits(req, settings, prefix, f"{prefix}sampling_params.")

@@ -76,6 +76,8 @@ class EngineManager:
         self._idle_task: asyncio.Task[None] | None = None
         self.start_failures = 0
         self.starts = 0
+        self.starting_since: float | None = None  # the clock when the start in progress began
+        self.last_start_seconds: float | None = None  # how long the last successful start took
         self.port: int | None = None
         self._timeout = settings.engine_request_timeout
         self._exit_hook: Callable[[], None] | None = None
@@ -114,14 +116,18 @@ class EngineManager:
             if self._is_ready():  # another job started it while this one waited
                 return 0.0
             started = self._clock()
+            self.starting_since = started
             try:
                 await self._start()
             except EngineStartError:
                 self.start_failures += 1
                 raise
+            finally:
+                self.starting_since = None
             self.start_failures = 0
             self.starts += 1
-            return self._clock() - started
+            self.last_start_seconds = self._clock() - started
+            return self.last_start_seconds
 
     async def _start(self) -> None:
         await self._discard()

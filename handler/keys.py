@@ -6,12 +6,15 @@ so each script runs unchanged on Redis Cluster and managed Redis services:
     frugal:{cache:<ns>:<digest>}                 a cached answer (orjson bytes)
     frugal:{cache:<ns>:<digest>}:lock            its single-flight lock (token, PX)
     frugal:{stats:<ns>}:cache:<day>              hash: hits, misses, saved_micro
-    frugal:{budget:<ns>:<day>}:state             hash: spent, reserved, jobs, alerted
-    frugal:{budget:<ns>:<day>}:res               hash: job id -> reserved micro-dollars
-    frugal:{budget:<ns>:<day>}:res_exp           zset: job id -> expiry (server ms)
-    frugal:{budget:<ns>:<day>}:settled           hash: job id -> settled micro-dollars
+    frugal:{budget:<bns>:<day>}:state            hash: spent, reserved, jobs, job_spent, boot,
+                                                 engine_start, idle (micro-dollars), alerted
+    frugal:{budget:<bns>:<day>}:res              hash: worker -> reserved micro-dollars
+    frugal:{budget:<bns>:<day>}:res_exp          zset: worker -> expiry (server ms)
+    frugal:{budget:<bns>:<day>}:settled          hash: job id -> settled micro-dollars
+    frugal:{budget:<bns>:<day>}:overhead         hash: "<worker>:<kind>" -> cumulative micro-dollars
 
-`<ns>` is CACHE_NAMESPACE (it isolates deployments sharing one Redis); `<day>`
+`<ns>` is CACHE_NAMESPACE (it isolates deployments sharing one Redis), `<bns>`
+BUDGET_NAMESPACE (apart, so rotating the cache does not reset the spend); `<day>`
 is the budget day (``YYYY-MM-DD`` in BUDGET_TIMEZONE), so a new day starts
 with new keys and nothing has to reset anything.
 """
@@ -55,15 +58,20 @@ class BudgetKeys:
     reservations: str
     expiries: str
     settled: str
+    overhead: str
 
     def all(self) -> list[str]:
-        return [self.state, self.reservations, self.expiries, self.settled]
+        return [self.state, self.reservations, self.expiries, self.settled, self.overhead]
 
 
 def budget_day(namespace: str, day: str) -> BudgetKeys:
     tag = f"{PREFIX}:{{budget:{_clean(namespace)}:{_clean(day)}}}"
     return BudgetKeys(
-        state=f"{tag}:state", reservations=f"{tag}:res", expiries=f"{tag}:res_exp", settled=f"{tag}:settled"
+        state=f"{tag}:state",
+        reservations=f"{tag}:res",
+        expiries=f"{tag}:res_exp",
+        settled=f"{tag}:settled",
+        overhead=f"{tag}:overhead",
     )
 
 

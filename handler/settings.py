@@ -95,7 +95,36 @@ class Settings(BaseModel):
         "closed", description="When Redis is down: refuse engine jobs (closed) or serve and reconcile (open)."
     )
     budget_scale_to_zero: bool = Field(False, description="On exhaustion, set the endpoint's workers to 0.")
-    seconds_per_token: float = Field(0.05, gt=0, description="Starting estimate for worst-case reservations.")
+    budget_namespace: str = Field(
+        "default",
+        description="Key prefix of the budget, apart from CACHE_NAMESPACE (rotating the cache keeps the spend).",
+    )
+    budget_heartbeat_seconds: float = Field(
+        5.0, gt=0, description="Seconds between settlements of the worker's overhead (boot, engine start, idle)."
+    )
+    seconds_per_token: float = Field(
+        0.05, gt=0, description="Starting pace for worst-case reservations, until the worker has measured its own."
+    )
+    engine_start_estimate_seconds: float = Field(
+        180.0, ge=0, description="Engine start-up reserved before the first measured start."
+    )
+    max_cost_usd_per_job: float = Field(
+        0.0, ge=0, description="Default per-job cost cap (a job's `max_cost_usd`); 0: none."
+    )
+
+    # --- the endpoint (what RunPod bills; the worker cannot read these from RunPod) -------
+    worker_boot_seconds: float = Field(
+        2.0, ge=0, description="Container start billed before Python runs (counted as boot overhead)."
+    )
+    bill_initializing: bool = Field(
+        True, description="RunPod bills a worker's start-up (boot, and the engine when started at boot)."
+    )
+    endpoint_idle_timeout: float = Field(
+        5.0, ge=0, description="The endpoint's idle timeout: billed idle seconds after the last job."
+    )
+    endpoint_workers_max: int = Field(
+        3, ge=1, description="The endpoint's workers max (BUDGET_FAIL_MODE=open: each spends its share)."
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Worker log level.")
 

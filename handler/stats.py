@@ -1,7 +1,7 @@
 """Cache and spend figures per day, from the shared store.
 
     python -m handler.stats cache [--days N] [--json]   hits, misses, hit rate, money saved
-    python -m handler.stats spend [--days N] [--json]   spent, reserved, jobs, limit
+    python -m handler.stats spend [--days N] [--json]   spent (jobs and overhead apart), reserved, limit
 
 Reads the same environment as the worker (REDIS_URL, CACHE_NAMESPACE,
 DAILY_BUDGET_USD, BUDGET_TIMEZONE).
@@ -63,12 +63,25 @@ def totals(what: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "hit_rate": rate,
             "saved_usd": sum(r["saved_usd"] for r in rows),
         }
-    return {"day": "total", "spent_usd": sum(r["spent_usd"] for r in rows), "jobs": sum(r["jobs"] for r in rows)}
+    summed = ("spent_usd", "jobs", "jobs_usd", "overhead_usd", "boot_usd", "engine_start_usd", "idle_usd")
+    return {"day": "total", **{name: sum(r[name] for r in rows) for name in summed}}
 
 
 COLUMNS = {
     "cache": ["day", "hits", "misses", "hit_rate", "saved_usd"],
-    "spend": ["day", "spent_usd", "reserved_usd", "jobs", "limit_usd", "remaining_usd"],
+    "spend": [
+        "day",
+        "spent_usd",
+        "jobs_usd",
+        "jobs",
+        "overhead_usd",
+        "boot_usd",
+        "engine_start_usd",
+        "idle_usd",
+        "reserved_usd",
+        "limit_usd",
+        "remaining_usd",
+    ],
 }
 
 

@@ -42,26 +42,43 @@ POOL_WAIT_S = 10.0  # a job waits this long for a free connection when all are b
 RETRY_AFTER_S = 0.25  # after a failure, answer "unavailable" at once for this long
 
 
+OVERHEAD_KINDS = ("boot", "engine_start", "idle")
+
+
 @dataclass(frozen=True)
 class BudgetCounts:
-    """One budget day as stored: micro-dollars spent and reserved, jobs settled."""
+    """One budget day as stored, in micro-dollars: spent (jobs plus overhead), reserved,
+    jobs settled, and spent split into jobs and the workers' overhead by kind."""
 
     spent: int
     reserved: int
     jobs: int
+    job_spent: int = 0
+    boot: int = 0
+    engine_start: int = 0
+    idle: int = 0
+
+    @property
+    def overhead(self) -> int:
+        return self.boot + self.engine_start + self.idle
 
 
 @dataclass(frozen=True)
-class ReserveOutcome:
-    ok: bool
-    counts: BudgetCounts
+class Hold:
+    """A change of a holder's (one worker's) reservation, in micro-dollars; the reservation
+    lapses `ttl_ms` after its last change. Changes commute: they may arrive in any order."""
+
+    holder: str
+    change: int
+    ttl_ms: int
 
 
 @dataclass(frozen=True)
-class SettleOutcome:
+class BudgetOutcome:
+    ok: bool  # reserve: the holder's reservation was set (False: refused, over the limit)
+    first: bool  # settle: the job was counted now (False: settled before; nothing counted again)
+    alert: bool  # True for exactly one operation per day: the one that crossed the alert level
     counts: BudgetCounts
-    first: bool  # False: this job was settled before; nothing was counted again
-    alert: bool  # True for exactly one settle per day: the one that crossed the alert level
 
 
 class Store(abc.ABC):
@@ -102,20 +119,31 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def read_fields(self, key: str) -> dict[str, int]: ...
 
+    # Budget: a holder (one worker) holds one reservation per day, the worst case of what
+    # it will still be billed; it lapses `hold.ttl_ms` after its last change.
     @abc.abstractmethod
-    async def budget_reserve(
-        self, keys: BudgetKeys, job_id: str, amount: int, limit: int, reservation_ttl_ms: int
-    ) -> ReserveOutcome:
-        """Atomically: drop lapsed reservations, check spent + reserved + amount <= limit
-        (limit < 0: none), reserve. A job already holding a reservation keeps it (ok)."""
+    async def budget_reserve(self, keys: BudgetKeys, hold: Hold, limit: int, alert_at: int) -> BudgetOutcome:
+        """Atomically: drop lapsed reservations; change the holder's reservation by `hold.change`
+        (never under 0) if it shrinks or spent + reserved + change <= limit (limit < 0: none);
+        on refusal, fire the day's alert (alert_at >= 0) if it has not fired."""
 
     @abc.abstractmethod
-    async def budget_settle(self, keys: BudgetKeys, job_id: str, amount: int, alert_at: int) -> SettleOutcome:
-        """Atomically: drop the job's reservation, count `amount` once per job id,
-        and report whether spend crossed `alert_at` (< 0: never) for the first time today."""
+    async def budget_settle(
+        self, keys: BudgetKeys, hold: Hold, job_id: str, amount: int, alert_at: int
+    ) -> BudgetOutcome:
+        """Atomically: count `amount` once per job id, change the holder's reservation (`hold`),
+        report whether spend crossed `alert_at` (< 0: never) for the first time today."""
 
     @abc.abstractmethod
-    async def budget_release(self, keys: BudgetKeys, job_id: str) -> BudgetCounts: ...
+    async def budget_accrue(
+        self, keys: BudgetKeys, hold: Hold, overhead: Mapping[str, int], alert_at: int
+    ) -> BudgetOutcome:
+        """Atomically: raise the holder's cumulative overhead of the day (by kind, OVERHEAD_KINDS)
+        to the totals given, counting only the growth; change its reservation (`hold`)."""
+
+    @abc.abstractmethod
+    async def budget_release(self, keys: BudgetKeys, holder: str) -> BudgetCounts:
+        """Drop the holder's reservation."""
 
     @abc.abstractmethod
     async def budget_read(self, keys: BudgetKeys) -> BudgetCounts: ...
@@ -127,8 +155,10 @@ class Store(abc.ABC):
     async def close(self) -> None: ...
 
 
-def _counts(values: list[Any]) -> BudgetCounts:
-    return BudgetCounts(spent=int(values[0]), reserved=int(values[1]), jobs=int(values[2]))
+def _outcome(values: list[Any]) -> BudgetOutcome:
+    """A budget script's reply: {ok, first, alert, spent, reserved, jobs, job_spent, boot, engine_start, idle}."""
+    counts = BudgetCounts(*(int(v) for v in values[3:10]))
+    return BudgetOutcome(ok=bool(values[0]), first=bool(values[1]), alert=bool(values[2]), counts=counts)
 
 
 def redacted(url: str) -> str:
@@ -166,6 +196,7 @@ class RedisStore(Store):
         reg = self._redis.register_script
         self._reserve = reg(store_lua.RESERVE)
         self._settle = reg(store_lua.SETTLE)
+        self._accrue = reg(store_lua.ACCRUE)
         self._release = reg(store_lua.RELEASE)
         self._read = reg(store_lua.READ)
         self._get_or_lock = reg(store_lua.GET_OR_LOCK)
@@ -241,30 +272,33 @@ class RedisStore(Store):
         raw = await self._call("HGETALL", self._redis.hgetall(key))
         return {bytes(k).decode(): int(v) for k, v in raw.items()}
 
-    async def budget_reserve(
-        self, keys: BudgetKeys, job_id: str, amount: int, limit: int, reservation_ttl_ms: int
-    ) -> ReserveOutcome:
-        args: list[str | int] = [
-            job_id,
-            amount,
-            limit,
-            max(1, reservation_ttl_ms),
-            STATE_KEEP_SECONDS * 1000,
-            JOBS_KEEP_SECONDS * 1000,
-        ]
-        values = await self._call("budget reserve", self._reserve(keys=keys.all(), args=args))
-        return ReserveOutcome(ok=bool(values[0]), counts=_counts(values[1:]))
+    def _keep(self) -> list[int]:
+        return [STATE_KEEP_SECONDS * 1000, JOBS_KEEP_SECONDS * 1000]
 
-    async def budget_settle(self, keys: BudgetKeys, job_id: str, amount: int, alert_at: int) -> SettleOutcome:
-        args: list[str | int] = [job_id, amount, alert_at, STATE_KEEP_SECONDS * 1000, JOBS_KEEP_SECONDS * 1000]
-        values = await self._call("budget settle", self._settle(keys=keys.all(), args=args))
-        return SettleOutcome(counts=_counts(values), first=bool(values[3]), alert=bool(values[4]))
+    async def budget_reserve(self, keys: BudgetKeys, hold: Hold, limit: int, alert_at: int) -> BudgetOutcome:
+        args: list[str | int] = [hold.holder, hold.change, int(limit), int(alert_at), max(1, hold.ttl_ms)]
+        args += self._keep()
+        return _outcome(await self._call("budget reserve", self._reserve(keys=keys.all(), args=args)))
 
-    async def budget_release(self, keys: BudgetKeys, job_id: str) -> BudgetCounts:
-        return _counts(await self._call("budget release", self._release(keys=keys.all(), args=[job_id])))
+    async def budget_settle(
+        self, keys: BudgetKeys, hold: Hold, job_id: str, amount: int, alert_at: int
+    ) -> BudgetOutcome:
+        args: list[str | int] = [hold.holder, hold.change, job_id, int(amount), int(alert_at), max(1, hold.ttl_ms)]
+        args += self._keep()
+        return _outcome(await self._call("budget settle", self._settle(keys=keys.all(), args=args)))
+
+    async def budget_accrue(
+        self, keys: BudgetKeys, hold: Hold, overhead: Mapping[str, int], alert_at: int
+    ) -> BudgetOutcome:
+        totals = [int(overhead.get(kind, 0)) for kind in OVERHEAD_KINDS]
+        args: list[str | int] = [hold.holder, hold.change, int(alert_at), max(1, hold.ttl_ms), *self._keep(), *totals]
+        return _outcome(await self._call("budget accrue", self._accrue(keys=keys.all(), args=args)))
+
+    async def budget_release(self, keys: BudgetKeys, holder: str) -> BudgetCounts:
+        return _outcome(await self._call("budget release", self._release(keys=keys.all(), args=[holder]))).counts
 
     async def budget_read(self, keys: BudgetKeys) -> BudgetCounts:
-        return _counts(await self._call("budget read", self._read(keys=keys.all(), args=[])))
+        return _outcome(await self._call("budget read", self._read(keys=keys.all(), args=[]))).counts
 
     async def ping(self) -> None:
         await self._call("PING", self._redis.ping())

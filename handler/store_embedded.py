@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from handler.keys import BudgetKeys
-from handler.store import BudgetCounts, ReserveOutcome, SettleOutcome, Store
+from handler.store import OVERHEAD_KINDS, BudgetCounts, BudgetOutcome, Hold, Store
 
 
 class EmbeddedStore(Store):
@@ -106,71 +106,90 @@ class EmbeddedStore(Store):
         with self._mutex:
             return dict(self._hashes[key]) if self._alive(key) and key in self._hashes else {}
 
-    # --- budget -------------------------------------------------------------
+    # --- budget (the Lua scripts' meaning, see handler.store_lua) ------------
     def _sweep(self, keys: BudgetKeys) -> None:
         now = self._now_ms()
         state, res, exp = self._hash(keys.state), self._hash(keys.reservations), self._hash(keys.expiries)
-        for job, deadline in list(exp.items()):
+        for holder, deadline in list(exp.items()):
             if deadline <= now:
-                state["reserved"] = state.get("reserved", 0) - res.pop(job, 0)
-                del exp[job]
+                state["reserved"] = state.get("reserved", 0) - res.pop(holder, 0)
+                del exp[holder]
 
-    def _drop(self, keys: BudgetKeys, job_id: str) -> None:
-        res = self._hash(keys.reservations)
-        if job_id in res:
-            state = self._hash(keys.state)
-            state["reserved"] = state.get("reserved", 0) - res.pop(job_id)
-            self._hash(keys.expiries).pop(job_id, None)
+    def _hold(self, keys: BudgetKeys, hold: Hold) -> None:
+        res, exp, state = self._hash(keys.reservations), self._hash(keys.expiries), self._hash(keys.state)
+        old = res.pop(hold.holder, 0)
+        new = max(0, old + hold.change)
+        state["reserved"] = state.get("reserved", 0) + new - old
+        exp.pop(hold.holder, None)
+        if new > 0:
+            res[hold.holder] = new
+            exp[hold.holder] = int(self._now_ms() + max(1, hold.ttl_ms))
 
-    def _counts(self, keys: BudgetKeys) -> BudgetCounts:
+    def _outcome(self, keys: BudgetKeys, *, ok: bool = True, first: bool = False, alert: bool = False) -> BudgetOutcome:
         state = self._hash(keys.state)
-        return BudgetCounts(spent=state.get("spent", 0), reserved=state.get("reserved", 0), jobs=state.get("jobs", 0))
+        values = [state.get(name, 0) for name in ("spent", "reserved", "jobs", "job_spent", *OVERHEAD_KINDS)]
+        return BudgetOutcome(ok=ok, first=first, alert=alert, counts=BudgetCounts(*values))
 
-    async def budget_reserve(
-        self, keys: BudgetKeys, job_id: str, amount: int, limit: int, reservation_ttl_ms: int
-    ) -> ReserveOutcome:
+    def _alert_once(self, keys: BudgetKeys, alert_at: int) -> bool:
+        state = self._hash(keys.state)
+        if alert_at < 0 or state.get("spent", 0) < alert_at or state.get("alerted"):
+            return False
+        state["alerted"] = 1
+        return True
+
+    async def budget_reserve(self, keys: BudgetKeys, hold: Hold, limit: int, alert_at: int) -> BudgetOutcome:
         with self._mutex:
             self._sweep(keys)
-            counts = self._counts(keys)
-            res = self._hash(keys.reservations)
-            if job_id in res:
-                return ReserveOutcome(ok=True, counts=counts)
-            if limit >= 0 and counts.spent + counts.reserved + amount > limit:
-                return ReserveOutcome(ok=False, counts=counts)
-            res[job_id] = amount
-            self._hash(keys.expiries)[job_id] = int(self._now_ms() + max(1, reservation_ttl_ms))
             state = self._hash(keys.state)
-            state["reserved"] = state.get("reserved", 0) + amount
-            return ReserveOutcome(ok=True, counts=self._counts(keys))
+            spent, reserved = state.get("spent", 0), state.get("reserved", 0)
+            if hold.change > 0 and limit >= 0 and spent + reserved + hold.change > limit:
+                alert = alert_at >= 0 and not state.get("alerted")
+                if alert:
+                    state["alerted"] = 1
+                return self._outcome(keys, ok=False, alert=alert)
+            self._hold(keys, hold)
+            return self._outcome(keys)
 
-    async def budget_settle(self, keys: BudgetKeys, job_id: str, amount: int, alert_at: int) -> SettleOutcome:
+    async def budget_settle(
+        self, keys: BudgetKeys, hold: Hold, job_id: str, amount: int, alert_at: int
+    ) -> BudgetOutcome:
         with self._mutex:
             self._sweep(keys)
-            self._drop(keys, job_id)
-            settled = self._hash(keys.settled)
-            state = self._hash(keys.state)
+            settled, state = self._hash(keys.settled), self._hash(keys.state)
             first = job_id not in settled
             if first:
                 settled[job_id] = amount
-                state["spent"] = state.get("spent", 0) + amount
-                state["jobs"] = state.get("jobs", 0) + 1
-            counts = self._counts(keys)
-            alert = False
-            if alert_at >= 0 and counts.spent >= alert_at and not state.get("alerted"):
-                state["alerted"] = 1
-                alert = True
-            return SettleOutcome(counts=counts, first=first, alert=alert)
+                for name, add in (("spent", amount), ("job_spent", amount), ("jobs", 1)):
+                    state[name] = state.get(name, 0) + add
+            self._hold(keys, hold)
+            return self._outcome(keys, first=first, alert=self._alert_once(keys, alert_at))
 
-    async def budget_release(self, keys: BudgetKeys, job_id: str) -> BudgetCounts:
+    async def budget_accrue(
+        self, keys: BudgetKeys, hold: Hold, overhead: Mapping[str, int], alert_at: int
+    ) -> BudgetOutcome:
         with self._mutex:
             self._sweep(keys)
-            self._drop(keys, job_id)
-            return self._counts(keys)
+            totals, state = self._hash(keys.overhead), self._hash(keys.state)
+            for kind in OVERHEAD_KINDS:
+                field, total = f"{hold.holder}:{kind}", int(overhead.get(kind, 0))
+                grown = total - totals.get(field, 0)
+                if grown > 0:
+                    totals[field] = total
+                    state[kind] = state.get(kind, 0) + grown
+                    state["spent"] = state.get("spent", 0) + grown
+            self._hold(keys, hold)
+            return self._outcome(keys, alert=self._alert_once(keys, alert_at))
+
+    async def budget_release(self, keys: BudgetKeys, holder: str) -> BudgetCounts:
+        with self._mutex:
+            self._sweep(keys)
+            self._hold(keys, Hold(holder, -self._hash(keys.reservations).get(holder, 0), 1))
+            return self._outcome(keys).counts
 
     async def budget_read(self, keys: BudgetKeys) -> BudgetCounts:
         with self._mutex:
             self._sweep(keys)
-            return self._counts(keys)
+            return self._outcome(keys).counts
 
     async def ping(self) -> None:
         return None

@@ -1,9 +1,11 @@
 """The worker: one job in, answers out, through cache, budget and engine.
 
 For each request of a job: a cache hit answers at once (no engine, no cost);
-otherwise one caller per identical request (single flight) reserves its
-worst-case cost, makes sure the engine runs, generates, settles what its share
-of the worker's seconds really cost, and stores the answer for the others.
+otherwise one caller per identical request (single flight) is admitted by the
+budget (the worker's exposure with it: `handler.exposure`), makes sure the
+engine runs, generates, settles what its share of the worker's seconds really
+cost, and stores the answer for the others. The worker's own overhead (boot,
+engine start, idle) reaches the budget through `heartbeat`.
 """
 
 from __future__ import annotations
@@ -13,16 +15,17 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from handler.billing import Meter, cost_usd, worst_case_usd
+from handler.billing import Meter, cost_usd, work_units
 from handler.budget import Budget, BudgetState, Reservation
 from handler.cache import CacheOptions, ResponseCache
 from handler.contract import MODELS_ROUTE, EngineRequest, Job, parse_job
 from handler.engine import EngineManager
 from handler.engine_command import ModelRef
-from handler.errors import WorkerError
+from handler.errors import ValidationFailed, WorkerError
+from handler.exposure import InFlight, exposure_seconds, max_work_for_cost, prompt_tokens_bound
 from handler.responses import StreamAccumulator, openai_finish, sum_usage, text_result, usage_of
 from handler.settings import Settings
 
@@ -69,6 +72,9 @@ class Worker:
         self.hourly_rate = hourly_rate
         self._clock = clock
         self._pending: set[asyncio.Task[None]] = set()
+        self.in_flight = InFlight()
+        self.chars_per_token = 1.0  # the fewest prompt characters per token seen (1.0: a safe floor)
+        self._chars_measured = False
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -90,12 +96,15 @@ class Worker:
             item = job.items[0]
             assert isinstance(item, EngineRequest)
             return await self._final(self._serve(job_id, item, stream=False))
-        results = await asyncio.gather(*(self._batch_item(f"{job_id}#{i}", item) for i, item in enumerate(job.items)))
+        costs: list[float] = []  # every item's cost, failed ones included (their seconds were billed)
+        results = await asyncio.gather(
+            *(self._batch_item(f"{job_id}#{i}", item, costs) for i, item in enumerate(job.items))
+        )
         ok = [r for r in results if "error" not in r]
         return {
             "results": results,
             "usage": sum_usage([r.get("usage", {}) for r in ok]),
-            "cost_usd": round(sum(float(r.get("cost_usd", 0.0)) for r in ok), 8),
+            "cost_usd": round(sum(costs), 8),
             "failed": len(results) - len(ok),
         }
 
@@ -109,11 +118,11 @@ class Worker:
         async for piece in self._serve(job_id, item, stream=True):
             yield piece
 
-    async def _batch_item(self, item_id: str, item: EngineRequest | WorkerError) -> dict[str, Any]:
+    async def _batch_item(self, item_id: str, item: EngineRequest | WorkerError, costs: list[float]) -> dict[str, Any]:
         if isinstance(item, WorkerError):
             return {"error": item.to_dict()}
         try:
-            return await self._final(self._serve(item_id, item, stream=False))
+            return await self._final(self._serve(item_id, item, stream=False, costs=costs))
         except WorkerError as exc:
             return {"error": exc.to_dict()}
 
@@ -125,8 +134,13 @@ class Worker:
         return last
 
     # --------------------------------------------------------- one request
-    async def _serve(self, job_id: str, req: EngineRequest, *, stream: bool) -> AsyncIterator[dict[str, Any]]:
+    async def _serve(
+        self, job_id: str, req: EngineRequest, *, stream: bool, costs: list[float] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         timer = _Timer(self._clock, self._clock())
+        if req.route == MODELS_ROUTE:  # answered from the worker's own settings: no engine
+            yield self._models_listing(timer)
+            return
         options = CacheOptions(bypass=req.cache.bypass, refresh=req.cache.refresh, ttl=req.cache.ttl)
         # OpenAI-shaped answers differ between streamed and plain; text answers do not.
         key_body = {**req.body, "_openai_stream": stream} if req.openai else req.body
@@ -146,12 +160,13 @@ class Worker:
             if key is not None:
                 self._background(self.cache.record(hit=False, saved_usd=0.0))
             result: dict[str, Any] = {}
-            async for final, piece in self._generate(job_id, req, timer, stream):
+            async for final, piece in self._generate(job_id, req, timer, stream, costs):
                 if final:
                     result = piece
                 else:
                     yield piece
-            if leader is not None:  # it hands the answer to waiters; errors and empty ones are not stored
+            if leader is not None and not result.get("cost_capped"):
+                # it hands the answer to waiters; errors, empty and cost-capped answers are not stored
                 await leader.store({k: v for k, v in result.items() if k not in _PER_JOB_FIELDS}, options.ttl)
             yield {k: v for k, v in result.items() if not k.startswith("_")}
 
@@ -165,24 +180,25 @@ class Worker:
             yield {"text": answer["text"]}
         yield {**answer, "cached": True, "cost_usd": 0.0, "timings": timer.timings(), "budget": state.to_dict()}
 
+    def _models_listing(self, timer: _Timer) -> dict[str, Any]:
+        model = {"id": self.model.name, "object": "model", "created": 0, "owned_by": "frugal-worker",
+                 "root": self.model.name, "max_model_len": self.settings.max_model_len}  # fmt: skip
+        return {"object": "list", "data": [model], "usage": usage_of(None), "finish_reason": None, "cached": False,
+                "cost_usd": 0.0, "timings": timer.timings(), "budget": self.budget.snapshot().to_dict()}  # fmt: skip
+
     async def _generate(
-        self, job_id: str, req: EngineRequest, timer: _Timer, stream: bool
+        self, job_id: str, req: EngineRequest, timer: _Timer, stream: bool, costs: list[float] | None
     ) -> AsyncIterator[tuple[bool, dict[str, Any]]]:
         """Yields (False, stream piece)... then (True, the answer)."""
-        if req.route == MODELS_ROUTE:
-            timer.engine_start_s = await self.engine.ensure_started()  # free: nothing generated
-            timer.sent = self._clock()
-            listing = await self.engine.request(MODELS_ROUTE)
-            yield True, {**listing, "usage": usage_of(None), "finish_reason": None, "cached": False, "cost_usd": 0.0,
-                   "timings": timer.timings(), "budget": (await self.budget.state()).to_dict()}  # fmt: skip
-            return
         # each attempt is billed on its own (a job id may come again: a retry, a local test)
         job_id = f"{job_id}/{uuid.uuid4().hex[:12]}"
-        worst = self._worst_case_usd(req)
-        reservation = await self.budget.reserve(job_id, worst)
+        req, capped = self._capped(req)
+        reservation = await self._admit(job_id, req)
         timer.engine_start_s = await self._start_engine(reservation)
         timer.sent = self._clock()
+        self.in_flight.running(job_id, timer.sent)
         self.meter.job_started(job_id, reports_tokens=stream)
+        usage: dict[str, int] = {}
         try:
             if stream:  # pieces as they come; the meter sees tokens as they are made
                 acc = StreamAccumulator(req.route)
@@ -198,15 +214,30 @@ class Worker:
                 raw = await self.engine.request(req.route, req.body)
                 result = {**raw, "finish_reason": openai_finish(raw)} if req.openai else text_result(raw, req.route)
                 self.meter.add_tokens(job_id, usage_of(raw.get("usage"))["total_tokens"])
+            usage = usage_of(result.get("usage"))
+        finally:
+            # settled whether it answered or failed: the seconds it ran were billed all the same
+            work = work_units(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+            cost = round(cost_usd(self.meter.job_finished(job_id, work=work), self.hourly_rate), 8)
+            self.in_flight.done(job_id)
+            if costs is not None:
+                costs.append(cost)
+            state = await self.budget.settle(reservation, cost, self.exposure_usd())
+        self._learn_prompt_size(req, usage)
+        extra = {"max_cost_usd": req.max_cost_usd, "cost_capped": True} if capped else {}
+        yield True, {**result, **extra, "_cost_usd": cost, **self._job_fields(cost, timer, state)}
+
+    async def _admit(self, job_id: str, req: EngineRequest) -> Reservation:
+        """Admit the job into the worker's exposure; the budget refuses it if that does not fit."""
+        pace = self.meter.seconds_per_token()
+        worst_s = self.in_flight.admit(job_id, self._work_bound(req), pace)
+        try:
+            return await self.budget.reserve(
+                job_id, self.exposure_usd(needs_engine=True), worst_usd=cost_usd(worst_s, self.hourly_rate)
+            )
         except BaseException:
-            # the seconds it ran were spent all the same: settle them, so the budget stays exact
-            spent = round(cost_usd(self.meter.job_finished(job_id), self.hourly_rate), 8)
-            await self.budget.settle(reservation, spent)
+            self.in_flight.done(job_id)
             raise
-        seconds = self.meter.job_finished(job_id)
-        cost = round(cost_usd(seconds, self.hourly_rate), 8)
-        state = await self.budget.settle(reservation, cost)
-        yield True, {**result, "_cost_usd": cost, **self._job_fields(cost, timer, state)}
 
     async def _start_engine(self, reservation: Reservation) -> float:
         """Make sure the engine runs; its start-up seconds are the worker's overhead, not this job's."""
@@ -218,14 +249,69 @@ class Worker:
             await self.engine.ensure_started()  # jobs arriving during a start wait for that one
             return self._clock() - waited_from
         except BaseException:
-            await self.budget.release(reservation)
+            self.in_flight.done(reservation.job_id)
+            await self.budget.release(reservation, self.exposure_usd())
             raise
         finally:
             self.meter.engine_ready()
 
+    # --------------------------------------------------------- money
+    def exposure_usd(self, *, needs_engine: bool = False) -> float:
+        """The worst case of what this worker will still be billed (handler.exposure)."""
+        engine_s = 0.0
+        if not self.engine.ready and (needs_engine or len(self.in_flight)):
+            estimate = self.engine.last_start_seconds or self.settings.engine_start_estimate_seconds
+            since = self.engine.starting_since
+            engine_s = estimate - (self._clock() - since) if since is not None else estimate
+        tail = self.settings.endpoint_idle_timeout + self.settings.budget_heartbeat_seconds
+        seconds = exposure_seconds(self.in_flight.remaining_seconds(self._clock()), engine_s, tail)
+        return cost_usd(seconds, self.hourly_rate)
+
+    def overhead_usd(self) -> dict[str, float]:
+        """The worker's overhead so far by kind (boot not counted where RunPod bills no start-up)."""
+        seconds = self.meter.overhead_by_kind()
+        if not self.settings.bill_initializing:
+            seconds["boot"] = 0.0
+        return {kind: cost_usd(s, self.hourly_rate) for kind, s in seconds.items()}
+
+    async def heartbeat(self) -> BudgetState:
+        """Settle the worker's overhead so far and renew its reservation (the app calls it every
+        BUDGET_HEARTBEAT_SECONDS, and once more when the worker stops)."""
+        return await self.budget.accrue(self.overhead_usd(), self.exposure_usd())
+
+    def _work_bound(self, req: EngineRequest) -> float:
+        """The most work the request can do: its prompt's tokens at most, every answer to max_tokens."""
+        prompt = prompt_tokens_bound(req.prompt_chars, self.chars_per_token)
+        tokens = req.max_tokens or self.settings.default_max_tokens
+        return work_units(prompt, tokens * req.completions)
+
+    def _capped(self, req: EngineRequest) -> tuple[EngineRequest, bool]:
+        """With `max_cost_usd`, lower max_tokens so the job cannot cost more (True: lowered)."""
+        if req.max_cost_usd is None:
+            return req, False
+        budget_work = max_work_for_cost(req.max_cost_usd, self.hourly_rate, self.meter.seconds_per_token())
+        prompt_work = work_units(prompt_tokens_bound(req.prompt_chars, self.chars_per_token), 0)
+        allowed = int((budget_work - prompt_work) / req.completions)
+        tokens = req.max_tokens or self.settings.default_max_tokens
+        if allowed >= tokens:
+            return req, False
+        if allowed < 1:
+            raise ValidationFailed(
+                f"max_cost_usd: {req.max_cost_usd} USD does not cover this prompt at the worker's pace "
+                f"(about {cost_usd(prompt_work * self.meter.seconds_per_token(), self.hourly_rate):.8f} USD)",
+                field="max_cost_usd",
+            )
+        return replace(req, body={**req.body, "max_tokens": allowed}), True
+
+    def _learn_prompt_size(self, req: EngineRequest, usage: dict[str, int]) -> None:
+        """Measure the fewest prompt characters per token this model produces (for prompt bounds)."""
+        tokens, chars = usage.get("prompt_tokens", 0), req.prompt_chars
+        if tokens >= 8 and chars >= 8:
+            # half the fewest seen: a later prompt may tokenize worse (code, other languages)
+            ratio = chars / tokens / 2
+            if not self._chars_measured or ratio < self.chars_per_token:
+                self.chars_per_token = ratio
+                self._chars_measured = True
+
     def _job_fields(self, cost: float, timer: _Timer, state: BudgetState) -> dict[str, Any]:
         return {"cached": False, "cost_usd": cost, "timings": timer.timings(), "budget": state.to_dict()}
-
-    def _worst_case_usd(self, req: EngineRequest) -> float:
-        tokens = req.max_tokens or self.settings.default_max_tokens
-        return worst_case_usd(tokens, self.meter.seconds_per_token(), self.hourly_rate)

@@ -23,7 +23,13 @@ async def tiny_app(redis_url: str) -> AsyncIterator[App]:
     require_model("tiny")
     namespace = f"tests-tiny-{uuid.uuid4().hex[:8]}"
     app = create_app(
-        settings_for("tiny", CACHE_NAMESPACE=namespace, REDIS_URL=redis_url, GPU_HOURLY_RATE=TEST_HOURLY_RATE)
+        settings_for(
+            "tiny",
+            CACHE_NAMESPACE=namespace,
+            BUDGET_NAMESPACE=namespace,
+            REDIS_URL=redis_url,
+            GPU_HOURLY_RATE=TEST_HOURLY_RATE,
+        )
     )
     yield app
     await app.aclose()

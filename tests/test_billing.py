@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from handler.billing import Meter, cost_usd, worst_case_usd
+from handler.billing import Meter, cost_usd, work_units
 
 
 class FakeClock:
@@ -105,19 +105,54 @@ async def test_conservation_on_the_real_clock() -> None:
     assert billed < 40 * 0.15  # shared seconds are not summed wall times
 
 
-def test_seconds_per_token_estimate() -> None:
+def test_pace_is_the_slowest_busy_period_engine_start_excluded() -> None:
     clock = FakeClock()
     meter = Meter(0.05, clock=clock)
     assert meter.seconds_per_token() == 0.05  # default before any data
-    for i, pace in enumerate([0.01, 0.02, 0.03, 0.04, 0.2]):
+    for i, pace in enumerate([0.01, 0.2, 0.03]):
         meter.job_started(f"j{i}")
         meter.engine_starting()
         clock.advance(30)  # waiting for the engine does not count
         meter.engine_ready()
         clock.advance(pace * 100)
-        meter.add_tokens(f"j{i}", 100)
-        meter.job_finished(f"j{i}")
-    assert meter.seconds_per_token() == pytest.approx(0.2)  # the 90th percentile: the slow one
+        meter.job_finished(f"j{i}", work=work_units(prompt_tokens=0, completion_tokens=100))
+    assert meter.seconds_per_token() == pytest.approx(0.2)  # the slowest recent period
+    # two jobs at once make one busy period: 10 s for 100 + 100 units of work
+    meter.job_started("a")
+    meter.job_started("b")
+    clock.advance(10)
+    meter.job_finished("a", work=100)
+    assert meter.seconds_per_token() == pytest.approx(0.2)  # the period is still open
+    meter.job_finished("b", work=100)
+    fresh = Meter(0.05, clock=clock)
+    fresh.job_started("a")
+    fresh.job_started("b")
+    clock.advance(10)
+    fresh.job_finished("a", work=100)
+    fresh.job_finished("b", work=100)
+    assert fresh.seconds_per_token() == pytest.approx(0.05)
+    # prompt tokens weigh PREFILL_WEIGHT: 800 prompt tokens are 100 units
+    assert work_units(800, 0) == pytest.approx(100)
+
+
+def test_overhead_is_split_into_boot_engine_start_and_idle() -> None:
+    clock = FakeClock()
+    meter = Meter(0.05, clock=clock, boot_seconds=2.0)  # the container start before Python ran
+    clock.advance(1)  # the process starts up
+    meter.worker_ready()
+    clock.advance(5)  # idle, waiting for the first job
+    meter.job_started("a")
+    meter.engine_starting()
+    clock.advance(40)
+    meter.engine_ready()
+    clock.advance(3)
+    billed = meter.job_finished("a", work=10)
+    clock.advance(7)  # the idle tail
+    kinds = meter.overhead_by_kind()
+    assert kinds == {"boot": pytest.approx(3), "engine_start": pytest.approx(40), "idle": pytest.approx(12)}
+    assert billed == pytest.approx(3)
+    assert meter.running_seconds() == pytest.approx(2 + 1 + 5 + 40 + 3 + 7)
+    assert billed + sum(kinds.values()) == pytest.approx(meter.running_seconds())
 
 
 def test_unknown_or_duplicate_jobs_are_refused() -> None:
@@ -133,7 +168,6 @@ def test_unknown_or_duplicate_jobs_are_refused() -> None:
 
 def test_money() -> None:
     assert cost_usd(3600, 2.0) == pytest.approx(2.0)
-    assert worst_case_usd(100, 0.036, 1.0) == pytest.approx(0.001)
 
 
 def test_silent_jobs_share_equally_and_add_up() -> None:

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from handler.alerts import Alerter
-from handler.budget import Budget, BudgetState, hourly_rate
+from handler.budget import Budget, BudgetState
 from handler.errors import BudgetExceeded, ConfigError
+from handler.rates import hourly_rate
 from handler.settings import load_settings
 from handler.store import Store
 from tests.redis_server import delete_namespace
@@ -32,44 +33,57 @@ class Clock:
 
 
 def make_budget(store: Store, namespace: str, clock: Clock | None = None, **kwargs: Any) -> Budget:
-    env = {"CACHE_NAMESPACE": namespace, "DAILY_BUDGET_USD": "1.0", "GPU_HOURLY_RATE": "3.6"}
+    env = {"BUDGET_NAMESPACE": namespace, "DAILY_BUDGET_USD": "1.0", "GPU_HOURLY_RATE": "3.6"}
     env.update({k: str(v) for k, v in kwargs.pop("env", {}).items()})
     return Budget(store, load_settings(env), clock=clock or Clock(), **kwargs)
 
 
-async def test_reserve_refuses_what_would_cross_the_limit(store: Store, namespace: str) -> None:
-    budget = make_budget(store, namespace)
-    first = await budget.reserve("a", 0.6)
+async def run_job(budget: Budget, job_id: str, cost: float, exposure: float | None = None) -> BudgetState:
+    """A whole job on one worker: admitted at `exposure` (default: its cost), settled at `cost`, exposure 0 after."""
+    reservation = await budget.reserve(job_id, cost if exposure is None else exposure)
+    return await budget.settle(reservation, cost, 0.0)
+
+
+async def test_a_workers_reservation_must_fit_under_the_limit(store: Store, namespace: str) -> None:
+    one, two = make_budget(store, namespace), make_budget(store, namespace)  # two workers
+    first = await one.reserve("a", 0.6)  # worker one may still be billed 0.6
     with pytest.raises(BudgetExceeded) as refused:
-        await budget.reserve("b", 0.5)
+        await two.reserve("b", 0.5)
     assert refused.value.type == "budget_exceeded"
     assert "daily budget exceeded" in refused.value.message and "2026-11-17" in refused.value.message
-    state = await budget.settle(first, 0.25)
+    state = await one.settle(first, 0.25, 0.0)  # it cost 0.25; the worker's exposure falls to 0
     assert (state.spent_usd, state.reserved_usd, state.remaining_usd) == (0.25, 0.0, 0.75)
-    await budget.reserve("b", 0.5)  # fits now that a settled below its worst case
-    assert (await budget.state()).reserved_usd == 0.5
+    await two.reserve("b", 0.5)  # fits now that a settled below its worst case
+    assert (await two.state()).reserved_usd == 0.5
+
+
+async def test_one_worker_holds_one_reservation_its_exposure(store: Store, namespace: str) -> None:
+    budget = make_budget(store, namespace)
+    await budget.reserve("a", 0.6)
+    await budget.reserve("b", 0.9)  # jobs at once: the worker's exposure grows to 0.9, not 0.6 + 0.9
+    assert (await budget.state()).reserved_usd == pytest.approx(0.9)
+    with pytest.raises(BudgetExceeded):
+        await budget.reserve("c", 1.2)
+    assert (await budget.state()).reserved_usd == pytest.approx(0.9)  # a refusal changes nothing
 
 
 async def test_settle_is_idempotent_and_release_gives_back(store: Store, namespace: str) -> None:
     budget = make_budget(store, namespace)
     reservation = await budget.reserve("a", 0.3)
-    await budget.settle(reservation, 0.2)
-    again = await budget.settle(reservation, 0.2)
+    await budget.settle(reservation, 0.2, 0.0)
+    again = await budget.settle(reservation, 0.2, 0.0)
     assert again.spent_usd == pytest.approx(0.2) and again.jobs == 1
     other = make_budget(store, namespace)  # another worker settling the same job
-    assert (await other.settle(reservation, 0.2)).spent_usd == pytest.approx(0.2)
+    assert (await other.settle(reservation, 0.2, 0.0)).spent_usd == pytest.approx(0.2)
     failed = await budget.reserve("b", 0.7)
     assert (await budget.state()).remaining_usd == pytest.approx(0.1)
-    await budget.release(failed)
+    await budget.release(failed, 0.05)  # nothing generated: only the idle tail stays reserved
     state = await budget.state()
-    assert (state.reserved_usd, state.remaining_usd) == (0.0, pytest.approx(0.8))
-    assert await budget.reserve("b", 0.7)  # a retried reserve of the same job keeps one reservation
-    assert await budget.reserve("b", 0.7)
-    assert (await budget.state()).reserved_usd == pytest.approx(0.7)
+    assert (state.reserved_usd, state.remaining_usd) == (pytest.approx(0.05), pytest.approx(0.75))
 
 
 async def test_a_crashed_workers_reservation_lapses(store: Store, namespace: str) -> None:
-    crashed = make_budget(store, namespace, reservation_ttl=0.3)
+    crashed = make_budget(store, namespace, hold_ttl=0.3)
     await crashed.reserve("lost", 0.9)  # the worker dies here: never settled nor released
     alive = make_budget(store, namespace)
     with pytest.raises(BudgetExceeded):
@@ -80,11 +94,55 @@ async def test_a_crashed_workers_reservation_lapses(store: Store, namespace: str
     assert state.reserved_usd == pytest.approx(0.5) and state.spent_usd == 0
 
 
+async def test_the_heartbeat_renews_a_reservation(store: Store, namespace: str) -> None:
+    worker = make_budget(store, namespace, hold_ttl=0.3)
+    await worker.reserve("long", 0.9)
+    for _ in range(4):  # the job runs longer than the hold's ttl; the heartbeat keeps it
+        await asyncio.sleep(0.15)
+        await worker.accrue(None, 0.9)
+    with pytest.raises(BudgetExceeded):
+        await make_budget(store, namespace).reserve("other", 0.5)
+
+
+async def test_overhead_is_counted_once_by_kind(store: Store, namespace: str) -> None:
+    worker = make_budget(store, namespace)
+    await worker.accrue({"boot": 0.01, "engine_start": 0.0, "idle": 0.002}, 0.02)
+    await worker.accrue({"boot": 0.01, "engine_start": 0.05, "idle": 0.002}, 0.02)
+    await worker.accrue({"boot": 0.01, "engine_start": 0.05, "idle": 0.002}, 0.02)  # repeated: nothing more
+    await run_job(worker, "j", 0.1)
+    other = make_budget(store, namespace)
+    await other.accrue({"boot": 0.001, "engine_start": 0.0, "idle": 0.0}, 0.0)
+    state = await other.state()
+    assert state.spent_usd == pytest.approx(0.01 + 0.05 + 0.002 + 0.1 + 0.001)
+    assert (state.jobs_usd, state.overhead_usd) == (pytest.approx(0.1), pytest.approx(0.063))
+    assert (state.boot_usd, state.engine_start_usd, state.idle_usd) == (0.011, 0.05, 0.002)
+    assert state.jobs == 1
+    assert state.reserved_usd == pytest.approx(0.0)  # the job's settle set worker one's exposure to 0
+
+
+async def test_many_tiny_jobs_add_up_exactly(store: Store, namespace: str) -> None:
+    """Each job costs under half a micro-dollar; rounded one by one they would count as nothing."""
+    budget = make_budget(store, namespace)
+    costs = [4.4e-7 + i * 1e-9 for i in range(500)]
+    for i, cost in enumerate(costs):
+        await run_job(budget, f"tiny-{i}", cost)
+    spent = (await budget.state()).spent_usd
+    assert spent == pytest.approx(sum(costs), abs=1e-6)
+    assert spent > 0.0002
+
+
+async def test_budget_namespace_is_apart_from_the_cache_namespace(store: Store, namespace: str) -> None:
+    await run_job(make_budget(store, namespace, env={"CACHE_NAMESPACE": "cache-v1"}), "a", 0.4)
+    rotated = make_budget(store, namespace, env={"CACHE_NAMESPACE": "cache-v2"})  # the cache rotated
+    assert (await rotated.state()).spent_usd == pytest.approx(0.4)
+    elsewhere = make_budget(store, namespace + "-other")
+    assert (await elsewhere.state()).spent_usd == 0.0
+
+
 async def test_day_rollover_uses_the_injected_clock_and_time_zone(store: Store, namespace: str) -> None:
     clock = Clock()
     budget = make_budget(store, namespace, clock)
-    spent_all = await budget.reserve("a", 1.0)
-    await budget.settle(spent_all, 1.0)
+    await run_job(budget, "a", 1.0)
     with pytest.raises(BudgetExceeded):
         await budget.reserve("b", 0.01)
     clock.now += 86_400
@@ -98,7 +156,7 @@ async def test_day_rollover_uses_the_injected_clock_and_time_zone(store: Store, 
     clock.now = DAY_ONE + 86_400 + 50_000  # 2026-11-18 23:40 UTC
     late = await budget.reserve("late", 0.1)
     clock.now += 3600
-    await budget.settle(late, 0.1)
+    await budget.settle(late, 0.1, 0.0)
     assert [r["spent_usd"] for r in await budget.daily_spend(2)] == [0.1, 0.0]
     # The day follows BUDGET_TIMEZONE: 09:46 UTC is still the previous day in Honolulu (UTC-10).
     honolulu = make_budget(store, namespace, Clock(DAY_ONE - 3600 * 2), env={"BUDGET_TIMEZONE": "Pacific/Honolulu"})
@@ -108,7 +166,7 @@ async def test_day_rollover_uses_the_injected_clock_and_time_zone(store: Store, 
 async def test_unlimited_budget_still_counts(store: Store, namespace: str) -> None:
     budget = make_budget(store, namespace, env={"DAILY_BUDGET_USD": "0"})
     for i in range(5):
-        await budget.settle(await budget.reserve(f"j{i}", 100.0), 10.0)
+        await run_job(budget, f"j{i}", 10.0, exposure=100.0)
     state = await budget.state()
     assert (state.limit_usd, state.remaining_usd, state.spent_usd, state.jobs) == (None, None, 50.0, 5)
 
@@ -121,39 +179,47 @@ async def test_exhaustion_hook_is_called_once_per_day(store: Store, namespace: s
 
     clock = Clock()
     budget = make_budget(store, namespace, clock, on_exhausted=scale_to_zero)
-    in_flight = await budget.reserve("a", 1.0)
+    other = make_budget(store, namespace, clock, on_exhausted=scale_to_zero)
+    in_flight = await other.reserve("a", 1.0)
     with pytest.raises(BudgetExceeded):  # refused because of a reservation in flight: not exhausted
         await budget.reserve("early", 0.1)
     assert calls == []
-    await budget.settle(in_flight, 0.95)
+    await other.settle(in_flight, 0.95, 0.0)
     for i in range(3):
         with pytest.raises(BudgetExceeded):
             await budget.reserve(f"b{i}", 0.1)
     assert len(calls) == 1 and calls[0].spent_usd == pytest.approx(0.95)
     clock.now += 86_400
-    await budget.settle(await budget.reserve("c", 1.0), 1.0)
+    await run_job(budget, "c", 1.0)
     with pytest.raises(BudgetExceeded):
         await budget.reserve("d", 0.1)
     assert len(calls) == 2
 
 
-async def test_concurrent_jobs_never_overspend(store: Store, namespace: str) -> None:
-    budget = make_budget(store, namespace)
+async def test_concurrent_workers_never_overspend(store: Store, namespace: str) -> None:
+    workers = [make_budget(store, namespace) for _ in range(6)]
+    in_flight = [0] * len(workers)  # each job may cost 0.01: a worker's exposure is 0.01 per job it holds
     rng = random.Random(5)
     refused = 0
 
     async def job(i: int) -> None:
         nonlocal refused
+        w = i % len(workers)
+        in_flight[w] += 1
         try:
-            reservation = await budget.reserve(f"j{i}", 0.01)
+            reservation = await workers[w].reserve(f"j{i}", 0.01 * in_flight[w])
         except BudgetExceeded:
+            in_flight[w] -= 1
             refused += 1
             return
         await asyncio.sleep(rng.random() * 0.01)
-        await budget.settle(reservation, rng.uniform(0.005, 0.01))
+        in_flight[w] -= 1
+        await workers[w].settle(reservation, rng.uniform(0.005, 0.01), 0.01 * in_flight[w])
 
     await asyncio.gather(*(job(i) for i in range(300)))
-    state = await budget.state()
+    for worker in workers:  # a settle may have counted a job that was then refused: the heartbeat corrects it
+        await worker.accrue(None, 0.0)
+    state = await workers[0].state()
     assert state.spent_usd <= 1.0 and state.reserved_usd == 0
     assert refused > 0 and state.jobs + refused == 300
 
@@ -193,8 +259,9 @@ async def test_alert_once_per_day_across_workers(
     workers = [make_budget(store, namespace, clock, env=env) for _ in range(2)]
     caplog.set_level(logging.WARNING, logger="handler.alerts")
     for i in range(8):
-        budget = workers[i % 2]
-        await budget.settle(await budget.reserve(f"j{i}", 0.1), 0.1)
+        await run_job(workers[i % 2], f"j{i}", 0.1)
+    for worker in workers:
+        await worker.flush_alerts()
     assert len(received) == 1
     alert = received[0]
     assert alert["event"] == "budget_threshold" and alert["threshold"] == 0.5
@@ -202,34 +269,61 @@ async def test_alert_once_per_day_across_workers(
     assert len([r for r in caplog.records if "budget alert" in r.getMessage()]) == 1
     clock.now += 86_400
     for i in range(6):
-        budget = workers[i % 2]
-        await budget.settle(await budget.reserve(f"d2-{i}", 0.1), 0.1)
+        await run_job(workers[i % 2], f"d2-{i}", 0.1)
+    for worker in workers:
+        await worker.flush_alerts()
     assert [a["day"] for a in received] == ["2026-11-17", "2026-11-18"]
 
 
-async def test_a_failing_webhook_is_logged_not_raised(
+async def test_a_failing_webhook_is_retried_then_logged_not_raised(
     store: Store, namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    alerter = Alerter("http://127.0.0.1:9/nothing-listens-here", timeout=1.0)
+    alerter = Alerter("http://127.0.0.1:9/nothing-listens-here", timeout=1.0, attempts=3, backoff=0.01)
     budget = make_budget(store, namespace, alerter=alerter)
     caplog.set_level(logging.WARNING, logger="handler.alerts")
-    state = await budget.settle(await budget.reserve("a", 0.9), 0.9)
-    assert state.spent_usd == pytest.approx(0.9)
+    state = await run_job(budget, "a", 0.9)
+    assert state.spent_usd == pytest.approx(0.9)  # the job is answered while the alert is delivered
+    await budget.flush_alerts()
     assert alerter.sent == 0
-    assert any("webhook failed" in r.getMessage() for r in caplog.records)
+    assert len([r for r in caplog.records if "retrying" in r.getMessage()]) == 2
+    final = [r for r in caplog.records if "failed after 3 attempts" in r.getMessage()]
+    assert len(final) == 1 and final[0].levelno == logging.ERROR and "spent_usd" in final[0].getMessage()
+
+
+async def test_an_alert_at_the_whole_budget_fires_when_it_refuses(
+    store: Store, namespace: str, webhook: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, received = webhook
+    env = {"BUDGET_ALERT_WEBHOOK": url, "BUDGET_ALERT_THRESHOLD": "1.0"}
+    budget = make_budget(store, namespace, env=env)
+    await run_job(budget, "a", 0.9)
+    await budget.flush_alerts()
+    assert received == []  # under the limit
+    with pytest.raises(BudgetExceeded):
+        await budget.reserve("b", 0.2)  # spend never reaches 1.0 when refusals keep it under
+    await budget.flush_alerts()
+    assert len(received) == 1 and received[0]["threshold"] == 1.0
 
 
 # --- the hourly rate ------------------------------------------------------------------------
 
 
-def test_hourly_rate_from_setting_or_price_table() -> None:
-    assert hourly_rate(load_settings({"GPU_HOURLY_RATE": "2.5", "GPU_TYPE": "NVIDIA GeForce RTX 4090"})) == 2.5
-    assert hourly_rate(load_settings({"GPU_TYPE": "NVIDIA GeForce RTX 4090"})) == 0.44
-    assert hourly_rate(load_settings({})) == 0.0
-    with pytest.raises(ConfigError, match="GPU_TYPE"):
-        hourly_rate(load_settings({"GPU_TYPE": "Imaginary GPU 9000"}))
+def test_hourly_rate_from_setting_price_table_or_the_gpu_found() -> None:
+    rate = hourly_rate
+    assert rate(load_settings({"GPU_HOURLY_RATE": "2.5", "GPU_TYPE": "NVIDIA GeForce RTX 4090"}), "") == 2.5
+    assert rate(load_settings({"GPU_TYPE": "NVIDIA GeForce RTX 4090"}), "") == 0.44
+    assert rate(load_settings({}), "") == 0.0
+    # every GPU the worker holds is billed
+    assert rate(load_settings({"GPU_TYPE": "NVIDIA GeForce RTX 4090", "TENSOR_PARALLEL_SIZE": "2"}), "") == 0.88
+    # without GPU_TYPE: the GPU nvidia-smi names (a pool's second choice is priced as what it is)
+    assert rate(load_settings({}), "NVIDIA GeForce RTX 4090") == 0.44
     with pytest.raises(ConfigError, match="GPU_HOURLY_RATE"):
-        hourly_rate(load_settings({"DAILY_BUDGET_USD": "5"}))
+        rate(load_settings({"DAILY_BUDGET_USD": "5"}), "Imaginary GPU 9000")
+    assert rate(load_settings({}), "Imaginary GPU 9000") == 0.0  # unpriced, and nothing to hold to
+    with pytest.raises(ConfigError, match="GPU_TYPE"):
+        rate(load_settings({"GPU_TYPE": "Imaginary GPU 9000"}), "")
+    with pytest.raises(ConfigError, match="GPU_HOURLY_RATE"):
+        rate(load_settings({"DAILY_BUDGET_USD": "5"}), "")
 
 
 def test_bad_time_zone_is_a_config_error(store: Store, namespace: str) -> None:
@@ -248,12 +342,14 @@ def test_stats_command_shows_spend_and_cache_per_day(
     from handler.stats import main
     from handler.store import RedisStore
 
-    env = {"REDIS_URL": redis_url, "CACHE_NAMESPACE": namespace, "DAILY_BUDGET_USD": "2", "GPU_HOURLY_RATE": "1"}
+    env = {"REDIS_URL": redis_url, "CACHE_NAMESPACE": namespace, "BUDGET_NAMESPACE": namespace,
+           "DAILY_BUDGET_USD": "2", "GPU_HOURLY_RATE": "1"}  # fmt: skip
 
     async def spend() -> None:
         store = RedisStore(redis_url)
         budget = Budget(store, load_settings(env))
-        await budget.settle(await budget.reserve("a", 0.5), 0.125)
+        await budget.settle(await budget.reserve("a", 0.5), 0.125, 0.0)
+        await budget.accrue({"boot": 0.25, "engine_start": 0.0, "idle": 0.0}, 0.0)
         cache = ResponseCache(store, load_settings(env), {})
         await cache.record(hit=True, saved_usd=0.25)
         await cache.record(hit=False, saved_usd=0.0)
@@ -265,7 +361,8 @@ def test_stats_command_shows_spend_and_cache_per_day(
     out = json.loads(capsys.readouterr().out)
     today = out["rows"][-1]
     assert len(out["rows"]) == 2
-    assert (today["spent_usd"], today["jobs"], today["limit_usd"], today["remaining_usd"]) == (0.125, 1, 2.0, 1.875)
+    assert (today["spent_usd"], today["jobs"], today["limit_usd"], today["remaining_usd"]) == (0.375, 1, 2.0, 1.625)
+    assert (today["jobs_usd"], today["overhead_usd"], today["boot_usd"]) == (0.125, 0.25, 0.25)
     assert main(["cache", "--days", "1"], env) == 0
     text = capsys.readouterr().out
     assert "hit_rate" in text and "0.5000" in text and "0.2500" in text
@@ -280,15 +377,16 @@ def test_stats_command_shows_spend_and_cache_per_day(
 async def test_zero_and_sub_micro_amounts_settle_release_and_lapse(store: Store, namespace: str, amount: float) -> None:
     budget = make_budget(store, namespace)
     settled = await budget.reserve("settled", amount)
-    await budget.settle(settled, amount)
+    await budget.settle(settled, amount, amount)
     released = await budget.reserve("released", amount)
-    await budget.release(released)
-    crashed = make_budget(store, namespace, reservation_ttl=0.05)
+    await budget.release(released, amount)
+    await budget.accrue({"boot": amount, "engine_start": 0.0, "idle": amount}, amount)
+    crashed = make_budget(store, namespace, hold_ttl=0.05)
     await crashed.reserve("lapsed", amount)  # never settled: its worker died
     await asyncio.sleep(0.15)
     # the sweep of the lapsed reservation runs inside reserve and state, for every worker
     after = await budget.reserve("after", 0.25)
     state = await budget.state()
-    assert state.reserved_usd == pytest.approx(0.25) and state.spent_usd < 1e-6
-    await budget.settle(after, 0.25)
-    assert (await make_budget(store, namespace).state()).spent_usd == pytest.approx(0.25, abs=1e-6)
+    assert state.reserved_usd == pytest.approx(0.25) and state.spent_usd < 2e-6
+    await budget.settle(after, 0.25, 0.0)
+    assert (await make_budget(store, namespace).state()).spent_usd == pytest.approx(0.25, abs=2e-6)

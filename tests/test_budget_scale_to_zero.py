@@ -36,13 +36,13 @@ async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeRunPod]:
 async def test_spent_budget_scales_the_endpoint_to_zero(fake: FakeRunPod, redis_url: str) -> None:
     endpoint = await asyncio.to_thread(runpod.create_endpoint, "budgeted", "tpl", gpu_ids="ADA_24", workers_max=3)
     settings = settings_for(
-        "tiny", REDIS_URL=redis_url, CACHE_NAMESPACE=f"s2z-{uuid.uuid4().hex[:8]}", GPU_HOURLY_RATE="3.6",
+        "tiny", REDIS_URL=redis_url, BUDGET_NAMESPACE=f"s2z-{uuid.uuid4().hex[:8]}", GPU_HOURLY_RATE="3.6",
         DAILY_BUDGET_USD="0.01", BUDGET_SCALE_TO_ZERO="true", RUNPOD_ENDPOINT_ID=endpoint["id"], RUNPOD_API_KEY=KEY,
     )  # fmt: skip
     # another worker of the endpoint already spent the day's budget
     store = RedisStore(redis_url)
     other = Budget(store, settings)
-    await other.settle(await other.reserve("earlier-job", 0.01), 0.01)
+    await other.settle(await other.reserve("earlier-job", 0.01), 0.01, 0.0)
     await store.close()
 
     app = create_app(settings)

@@ -25,7 +25,8 @@ SAMPLING = {"max_tokens": 4, "temperature": 0, "ignore_eos": True}
 @pytest.fixture(scope="module")
 async def default_app(tiny_app: App, redis_url: str) -> AsyncIterator[App]:
     """Default money settings (no GPU_TYPE, no GPU_HOURLY_RATE, no budget) over a real Redis."""
-    settings = settings_for("tiny", REDIS_URL=redis_url, CACHE_NAMESPACE=f"t-defaults-{uuid.uuid4().hex[:8]}")
+    namespace = f"t-defaults-{uuid.uuid4().hex[:8]}"
+    settings = settings_for("tiny", REDIS_URL=redis_url, CACHE_NAMESPACE=namespace, BUDGET_NAMESPACE=namespace)
     assert settings.gpu_hourly_rate == 0 and not settings.gpu_type and settings.daily_budget_usd == 0
     app = create_app(settings, engine=tiny_app.engine)
     yield app

@@ -102,8 +102,8 @@ def test_rp_serve_api_answers_runsync(tmp_path: Path) -> None:
     log = log_path.read_text()
     assert answer["status"] == "COMPLETED", (answer, log[-3000:])
     assert answer["output"]["usage"]["completion_tokens"] == 4
-    # stopped with SIGTERM, as RunPod stops workers: the engine goes with it
-    assert worker.returncode == 143
+    # stopped with SIGTERM, as RunPod stops workers: it drains, settles, exits cleanly, and the engine goes with it
+    assert worker.returncode == 0, log[-3000:]
     engine_port = re.search(r"--port (\d+)", log)
     assert engine_port is not None and not engine_processes(engine_port.group(1)), "an engine outlived its worker"
 

@@ -91,45 +91,69 @@ async def test_budget_closed_refuses_during_the_outage(server: RedisServer, stor
     with pytest.raises(BudgetUnavailable) as refused:
         await budget.reserve("during", 0.1)
     assert refused.value.type == "budget_unavailable"
-    state = await budget.settle(running, 0.15)  # the job that already ran is still accounted
+    state = await budget.settle(running, 0.15, 0.0)  # the job that already ran is still accounted
     assert state.stale and state.spent_usd == pytest.approx(0.15)
     await back_up(server)
     state = await budget.state()
     assert not state.stale
-    assert (state.spent_usd, state.reserved_usd) == (pytest.approx(0.15), 0.0)
+    assert (state.spent_usd, state.reserved_usd) == (pytest.approx(0.15), 0.0)  # the replay set the exposure too
     assert await budget.reserve("after", 0.1)
 
 
-async def test_budget_open_serves_and_reconciles(
+async def test_budget_open_spends_its_share_and_reconciles(
     server: RedisServer, store: RedisStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    budget = Budget(store, load_settings(settings_for(server, BUDGET_FAIL_MODE="open")))
-    other_worker = Budget(store, load_settings(settings_for(server, BUDGET_FAIL_MODE="open")))
-    await budget.settle(await budget.reserve("a", 0.3), 0.2)
+    env = settings_for(server, BUDGET_FAIL_MODE="open", ENDPOINT_WORKERS_MAX="2")
+    budget = Budget(store, load_settings(env))
+    other_worker = Budget(store, load_settings(env))
+    await budget.settle(await budget.reserve("a", 0.3), 0.2, 0.0)
     in_flight = await budget.reserve("b", 0.3)  # reserved in Redis, settled during the outage
 
     server.stop(save=True)
-    local = await budget.reserve("c", 0.3)
-    assert local.local
-    await budget.settle(in_flight, 0.25)
-    await budget.settle(local, 0.3)
+    # 0.2 spent and this worker's own 0.3 reserved: 0.8 was left, this worker's share is 0.4
+    local = await budget.reserve("c", 0.35)
+    await budget.settle(in_flight, 0.25, 0.3)
+    with pytest.raises(BudgetExceeded, match="share"):  # 0.25 spent since: 0.15 of the share is left
+        await budget.reserve("d", 0.2)
+    await budget.settle(local, 0.1, 0.0)
+    await budget.accrue({"idle": 0.01}, 0.0)  # overhead during the outage is kept too
     state = await budget.state()
-    assert state.stale and state.spent_usd == pytest.approx(0.75)
-    with pytest.raises(BudgetExceeded):  # what this worker knows still limits it
-        await budget.reserve("d", 0.3)
-    released = await budget.reserve("e", 0.1)
-    await budget.release(released)
+    assert state.stale and state.spent_usd == pytest.approx(0.56)
 
     await back_up(server)
     assert (await other_worker.state()).spent_usd == pytest.approx(0.2)  # not replayed yet
     state = await budget.state()  # replays the two settlements
     assert not state.stale
-    assert (state.spent_usd, state.reserved_usd, state.jobs) == (pytest.approx(0.75), 0.0, 3)
-    await budget.settle(in_flight, 0.25)  # idempotent after the replay too
-    assert (await other_worker.state()).spent_usd == pytest.approx(0.75)
+    await budget.accrue({"idle": 0.01}, 0.0)  # and the next heartbeat the overhead
+    state = await budget.state()
+    assert (state.spent_usd, state.reserved_usd, state.jobs) == (pytest.approx(0.56), 0.0, 3)
+    await budget.settle(in_flight, 0.25, 0.0)  # idempotent after the replay too
+    assert (await other_worker.state()).spent_usd == pytest.approx(0.56)
     day = keys.budget_day("default", budget.today())
-    assert int(await store.client.hget(day.state, "spent")) == 750_000
+    assert int(await store.client.hget(day.state, "spent")) == 560_000
     assert warnings(caplog, "replayed 2 settlement") == 1
+
+
+async def test_workers_that_lose_redis_stay_within_the_limit(server: RedisServer, store: RedisStore) -> None:
+    """8 workers lose Redis with half of a $1 budget spent: together they spend at most the other half."""
+    env = settings_for(server, BUDGET_FAIL_MODE="open", ENDPOINT_WORKERS_MAX="8")
+    workers = [Budget(store, load_settings(env)) for _ in range(8)]
+    await workers[0].settle(await workers[0].reserve("spent", 0.5), 0.5, 0.0)
+    for worker in workers:
+        await worker.state()  # each knows what was left
+    server.stop(save=True)
+    for w, worker in enumerate(workers):
+        for i in range(100):  # each tries to run jobs of 0.01 until refused
+            try:
+                reservation = await worker.reserve(f"w{w}-{i}", 0.01)
+            except BudgetExceeded:
+                break
+            await worker.settle(reservation, 0.01, 0.0)
+    await back_up(server)
+    for worker in workers:
+        await worker.state()  # replays
+    spent = (await workers[0].state()).spent_usd
+    assert 0.5 + 8 * 0.05 <= spent <= 1.0
 
 
 async def test_open_store_survives_an_unreachable_redis(caplog: pytest.LogCaptureFixture) -> None:

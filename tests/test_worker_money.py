@@ -100,14 +100,20 @@ async def test_concurrent_jobs_and_overhead_add_up_to_the_worker_seconds(tiny_ap
 
 
 async def test_budget_refuses_before_the_engine_starts(redis_url: str) -> None:
-    app = create_app(settings_for("tiny", REDIS_URL=redis_url, CACHE_NAMESPACE=f"b-{uuid.uuid4().hex[:8]}",
-                                  GPU_HOURLY_RATE="3.6", DAILY_BUDGET_USD="0.0001"))  # fmt: skip
+    namespace = f"b-{uuid.uuid4().hex[:8]}"
+    app = create_app(settings_for("tiny", REDIS_URL=redis_url, CACHE_NAMESPACE=namespace, BUDGET_NAMESPACE=namespace,
+                                  GPU_HOURLY_RATE="3.6", DAILY_BUDGET_USD="0.05"))  # fmt: skip
     try:
+        # $0.05 is 50 s of this worker: less than its boot plus an engine start (180 s before one is measured)
         out = await ask(app, {"prompt": "expensive", "sampling_params": {"max_tokens": 64}})
         err = orjson.loads(out["error"])
         assert err["type"] == "budget_exceeded"
         assert app.engine.starts == 0  # refused before paying for an engine start
+        await app.beat()  # a heartbeat settles the overhead so far
         state = await (await app.worker()).budget.state()
-        assert state.spent_usd == 0 and state.reserved_usd == 0
+        assert state.jobs_usd == 0 and state.jobs == 0
+        assert 0 < state.spent_usd == state.overhead_usd == state.boot_usd + state.idle_usd  # boot and idle only
+        tail = (app.settings.endpoint_idle_timeout + app.settings.budget_heartbeat_seconds) * 3.6 / 3600
+        assert state.reserved_usd == pytest.approx(tail, abs=1e-6)  # the worker's idle tail, nothing more
     finally:
         await app.aclose()

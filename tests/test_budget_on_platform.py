@@ -1,0 +1,128 @@
+"""The budget counts the bill: the real worker run as RunPod runs it, on the local platform.
+
+`python -m handler` is driven by the runpod SDK's deployed worker loop; its bill is
+counted from outside (the process's life read from /proc by the test) and compared
+with what the shared budget in Redis says it spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+import runpod
+
+from devtools.platform import EndpointConfig, Platform
+from handler.budget import Budget, BudgetState
+from handler.settings import load_settings
+from handler.store import RedisStore
+from tests.engine_support import require_model, worker_env
+from tests.platform_support import API_KEY, REPO_ROOT, Client, ProcWatch, dump_logs, wait_status
+
+pytestmark = [pytest.mark.engine, pytest.mark.redis]
+PER_SECOND = 1.0  # USD per worker-second: a dollar figure is a number of seconds
+
+
+@pytest.fixture
+async def platform(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Platform]:
+    require_model("tiny")
+    async with Platform() as server:
+        monkeypatch.setattr(runpod, "endpoint_url_base", f"{server.url}/v2")
+        monkeypatch.setattr(runpod, "api_key", API_KEY)
+        try:
+            yield server
+        finally:
+            for ep in server.endpoints.values():
+                dump_logs(ep)
+
+
+def worker(redis_url: str, namespace: str, **env: str) -> dict[str, str]:
+    return worker_env(
+        "tiny", REDIS_URL=redis_url, CACHE_NAMESPACE=namespace, BUDGET_NAMESPACE=namespace,
+        GPU_HOURLY_RATE=str(PER_SECOND * 3600), WORKER_BOOT_SECONDS="0", BUDGET_HEARTBEAT_SECONDS="1", **env,
+    )  # fmt: skip
+
+
+async def budget_state(redis_url: str, namespace: str) -> BudgetState:
+    store = RedisStore(redis_url)
+    try:
+        return await Budget(store, load_settings({"BUDGET_NAMESPACE": namespace})).state()
+    finally:
+        await store.close()
+
+
+async def watch_first_worker(platform: Platform, endpoint_id: str) -> ProcWatch:
+    ep = platform.endpoint(endpoint_id)
+    for _ in range(2000):
+        entries = [e for e in ep.ledger() if e.pid]
+        if entries:
+            return ProcWatch(entries[0].pid)
+        await asyncio.sleep(0.005)
+    raise AssertionError("no worker process started")
+
+
+def burst(endpoint_id: str, n: int, tag: str) -> list[Any]:
+    endpoint = runpod.Endpoint(endpoint_id)
+    job = {"sampling_params": {"max_tokens": 16, "temperature": 0.7, "ignore_eos": True}, "cache": {"bypass": True}}
+    return [endpoint.run_sync({**job, "prompt": f"{tag} {i}"}, timeout=600) for i in range(n)]
+
+
+async def test_the_budget_spends_what_the_worker_process_lived(platform: Platform, redis_url: str) -> None:
+    namespace = f"bill-{uuid.uuid4().hex[:8]}"
+    config = EndpointConfig(
+        worker_command=[sys.executable, "-m", "handler"],
+        env=worker(redis_url, namespace, ENDPOINT_IDLE_TIMEOUT="3"),
+        workers_max=1, idle_timeout=3.0, gpu_hourly_rate=PER_SECOND * 3600, cwd=REPO_ROOT,
+    )  # fmt: skip
+    ep = platform.add_endpoint("bill", config)
+    first = asyncio.gather(*(asyncio.to_thread(burst, "bill", 3, f"a{t}") for t in range(2)))
+    watch = await watch_first_worker(platform, "bill")
+    exited = asyncio.create_task(watch.wait_exit(900))
+    outs = [o for group in await first for o in group]
+    await asyncio.sleep(2.0)  # idle, under the endpoint's idle timeout: the same worker serves the next burst
+    outs += [o for group in await asyncio.gather(*(asyncio.to_thread(burst, "bill", 3, f"b{t}") for t in range(2)))
+             for o in group]  # fmt: skip
+    await exited
+    await ep.wait_workers(0, timeout=60)
+    assert len(ep.ledger()) == 1 and ep.ledger()[0].stop_reason == "idle timeout"
+
+    answers = [o[-1] for o in outs]  # the generator handler's aggregate: the last piece is the answer
+    assert all(a.get("usage", {}).get("completion_tokens") == 16 for a in answers), answers
+    lived = watch.exited_at - watch.started_at  # type: ignore[operator]
+    state = await budget_state(redis_url, namespace)
+    print(f"process lived {lived:.2f} s; budget spent {state.spent_usd:.2f} (jobs {state.jobs_usd:.2f}, "
+          f"boot {state.boot_usd:.2f}, engine start {state.engine_start_usd:.2f}, idle {state.idle_usd:.2f}); "
+          f"bill/budget {lived * PER_SECOND / state.spent_usd:.3f}")  # fmt: skip
+    assert state.spent_usd == pytest.approx(lived * PER_SECOND, rel=0.05)
+    # jobs and overhead apart, each of them there; the answers' costs are the jobs' part exactly
+    assert state.jobs == len(answers)
+    assert state.jobs_usd == pytest.approx(sum(a["cost_usd"] for a in answers), rel=0.001)
+    assert state.boot_usd > 0 and state.engine_start_usd > 5 and state.idle_usd > 2
+    assert state.jobs_usd + state.overhead_usd == pytest.approx(state.spent_usd, abs=1e-5)
+    assert state.reserved_usd == 0  # the worker dropped its reservation when it stopped
+
+
+async def test_refresh_worker_reaches_runpod_from_the_generator_handler(platform: Platform, redis_url: str) -> None:
+    """The engine cannot start: after ENGINE_MAX_START_FAILURES the worker asks to be replaced."""
+    namespace = f"refresh-{uuid.uuid4().hex[:8]}"
+    config = EndpointConfig(
+        worker_command=[sys.executable, "-m", "handler"],
+        env=worker(redis_url, namespace, ENGINE_COMMAND="false", ENGINE_MAX_START_FAILURES="1"),
+        workers_max=1, idle_timeout=30.0, cwd=REPO_ROOT,
+    )  # fmt: skip
+    ep = platform.add_endpoint("refresh", config)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as session:
+        client = Client(session, platform.url, "refresh")
+        job = await client.run({"prompt": "hi", "cache": {"bypass": True}})
+        state = await wait_status(client, job["id"], {"COMPLETED", "FAILED"}, seconds=120)
+    assert state["status"] == "FAILED"  # RunPod fails a job whose output carries an error
+    assert orjson.loads(state["error"])["type"] == "engine_start_failed"
+    await ep.wait_workers(0, timeout=60)  # replaced, not left to its idle timeout
+    first = ep.ledger()[0]
+    assert first.stop_reason == "stopPod (refresh_worker)" and first.jobs_taken == 1
