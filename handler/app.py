@@ -206,7 +206,6 @@ class App:
         except asyncio.CancelledError:  # the loop is ending (the SDK stopped): count the last seconds
             await self.retire()
             raise
-        await self.retire()
 
     async def beat(self) -> None:
         """One heartbeat: settle the overhead so far (errors are logged; the worker keeps serving)."""
@@ -252,11 +251,11 @@ class App:
                 await asyncio.wait_for(asyncio.shield(self._heartbeat), STOP_HEARTBEAT_S)
             except TimeoutError:
                 self._heartbeat.cancel()
-        await self.retire()
         if self._worker is not None:
             await self._worker.drain()
         if self._owns_engine:
             await self.engine.aclose()
+        await self.retire()  # after the engine's stop: its seconds are billed too
         if self._store is not None:
             await self._store.close()
 

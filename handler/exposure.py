@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+REQUEST_FLOOR_S = 1.0  # a request's fixed cost beyond its tokens (HTTP, scheduling), whatever its size
+
 
 def prompt_tokens_bound(prompt_chars: int, chars_per_token: float) -> float:
     """At most this many prompt tokens: `chars_per_token` is the fewest characters per token
@@ -54,7 +56,7 @@ class InFlight:
 
     def admit(self, job_id: str, work: float, pace: float) -> float:
         """Admit a job; return its worst-case seconds (behind the work already admitted)."""
-        worst = job_worst_seconds(work, self.work(), pace)
+        worst = job_worst_seconds(work, self.work(), pace) + REQUEST_FLOOR_S
         self._jobs[job_id] = _Admitted(work=work, worst=worst)
         return worst
 

@@ -29,7 +29,7 @@ from handler.exposure import InFlight, exposure_seconds, max_work_for_cost, prom
 from handler.responses import StreamAccumulator, openai_finish, sum_usage, text_result, usage_of
 from handler.settings import Settings
 
-_PER_JOB_FIELDS = ("cached", "timings", "cost_usd", "budget")
+_PER_JOB_FIELDS = ("cached", "timings", "cost_usd", "budget", "cost_bound_usd")
 
 
 @dataclass
@@ -225,7 +225,8 @@ class Worker:
             state = await self.budget.settle(reservation, cost, self.exposure_usd())
         self._learn_prompt_size(req, usage)
         extra = {"max_cost_usd": req.max_cost_usd, "cost_capped": True} if capped else {}
-        yield True, {**result, **extra, "_cost_usd": cost, **self._job_fields(cost, timer, state)}
+        bound = {"cost_bound_usd": round(reservation.worst_usd, 8)}  # what it could have cost at worst
+        yield True, {**result, **extra, "_cost_usd": cost, **self._job_fields(cost, timer, state), **bound}
 
     async def _admit(self, job_id: str, req: EngineRequest) -> Reservation:
         """Admit the job into the worker's exposure; the budget refuses it if that does not fit."""

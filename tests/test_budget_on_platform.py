@@ -126,3 +126,43 @@ async def test_refresh_worker_reaches_runpod_from_the_generator_handler(platform
     await ep.wait_workers(0, timeout=60)  # replaced, not left to its idle timeout
     first = ep.ledger()[0]
     assert first.stop_reason == "stopPod (refresh_worker)" and first.jobs_taken == 1
+
+
+async def test_workers_sharing_a_small_limit_never_bill_past_it(platform: Platform, redis_url: str) -> None:
+    """Two worker processes, one $200 budget at $1 per worker-second, driven until refused."""
+    namespace = f"fleet-{uuid.uuid4().hex[:8]}"
+    limit = 200.0
+    # three jobs per worker at once, so both workers serve each round of six
+    env = worker(redis_url, namespace, DAILY_BUDGET_USD=str(limit), ENDPOINT_IDLE_TIMEOUT="5",
+                 ENGINE_START_ESTIMATE_SECONDS="60", MAX_CONCURRENCY="3")  # fmt: skip
+    config = EndpointConfig(
+        worker_command=[sys.executable, "-m", "handler"], env=env, workers_max=2, idle_timeout=5.0,
+        scaler_type="REQUEST_COUNT", scaler_value=1, gpu_hourly_rate=PER_SECOND * 3600, cwd=REPO_ROOT,
+    )  # fmt: skip
+    ep = platform.add_endpoint("fleet", config)
+    refused_at: float | None = None
+    answered = 0
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as session:
+        client = Client(session, platform.url, "fleet")
+        for round_no in range(400):
+            params = {"max_tokens": 48, "ignore_eos": True}
+            jobs = [await client.run({"prompt": f"Spend {round_no}.{i}", "cache": {"bypass": True},
+                                      "sampling_params": params}) for i in range(6)]  # fmt: skip
+            states = [await wait_status(client, j["id"], {"COMPLETED", "FAILED"}, seconds=300) for j in jobs]
+            answered += sum(s["status"] == "COMPLETED" for s in states)
+            errors = [orjson.loads(s["error"])["type"] for s in states if s["status"] == "FAILED"]
+            assert set(errors) <= {"budget_exceeded"}, errors
+            if errors:
+                refused_at = (await budget_state(redis_url, namespace)).spent_usd
+                break
+    assert refused_at is not None and answered > 0
+    await ep.wait_workers(0, timeout=120)
+    billed = ep.billed_seconds() * PER_SECOND  # the platform's ledger: every worker's life
+    state = await budget_state(redis_url, namespace)
+    for entry in ep.ledger():
+        print(f"  {entry.worker_id}: {entry.lifetime_seconds:.1f} s, {entry.jobs_taken} jobs, {entry.stop_reason}")
+    print(f"fleet: {len(ep.ledger())} workers billed {billed:.1f} of {limit:.0f}; budget spent {state.spent_usd:.1f}; "
+          f"first refusal at {refused_at / limit:.2f} of the limit; {answered} jobs answered")  # fmt: skip
+    assert billed <= limit
+    assert state.spent_usd <= limit
+    assert state.spent_usd == pytest.approx(billed, rel=0.05)

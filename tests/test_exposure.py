@@ -4,28 +4,36 @@ from __future__ import annotations
 
 import pytest
 
-from handler.exposure import InFlight, exposure_seconds, job_worst_seconds, max_work_for_cost, prompt_tokens_bound
+from handler.exposure import (
+    REQUEST_FLOOR_S,
+    InFlight,
+    exposure_seconds,
+    job_worst_seconds,
+    max_work_for_cost,
+    prompt_tokens_bound,
+)
 
 
 def test_a_job_waits_behind_the_work_admitted_before_it() -> None:
     flight = InFlight()
-    assert flight.admit("a", 100, pace=0.05) == pytest.approx(5.0)  # alone: 100 units at 0.05 s
-    assert flight.admit("b", 60, pace=0.05) == pytest.approx(8.0)  # behind a's 100 units: 160 units
+    floor = REQUEST_FLOOR_S  # every request's fixed cost
+    assert flight.admit("a", 100, pace=0.05) == pytest.approx(5.0 + floor)  # alone: 100 units at 0.05 s
+    assert flight.admit("b", 60, pace=0.05) == pytest.approx(8.0 + floor)  # behind a's 100 units: 160 units
     assert job_worst_seconds(10, 90, 0.1) == pytest.approx(10.0)
 
 
 def test_remaining_is_the_longest_job_not_the_sum() -> None:
     flight = InFlight()
-    flight.admit("a", 100, pace=0.05)  # 5 s
-    flight.admit("b", 100, pace=0.05)  # 10 s
+    flight.admit("a", 100, pace=0.04)  # 4 s + 1 s floor
+    flight.admit("b", 100, pace=0.04)  # 8 s + 1 s floor
     flight.running("a", now=1000.0)
     flight.running("b", now=1000.0)
-    assert flight.remaining_seconds(now=1004.0) == pytest.approx(6.0)  # b ends by 1010
+    assert flight.remaining_seconds(now=1004.0) == pytest.approx(5.0)  # b ends by 1009
     flight.done("b")
     assert flight.remaining_seconds(now=1004.0) == pytest.approx(1.0)
     assert flight.remaining_seconds(now=1009.0) == 0.0  # a overran its worst case: nothing negative
     flight.admit("c", 40, pace=0.05)  # waiting for the engine: all of its worst case, behind a
-    assert flight.remaining_seconds(now=1009.0) == pytest.approx((100 + 40) * 0.05)
+    assert flight.remaining_seconds(now=1009.0) == pytest.approx((100 + 40) * 0.05 + REQUEST_FLOOR_S)
 
 
 def test_exposure_adds_engine_start_and_idle_tail() -> None:

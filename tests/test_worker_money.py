@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from typing import Any
 
@@ -117,3 +118,42 @@ async def test_budget_refuses_before_the_engine_starts(redis_url: str) -> None:
         assert state.reserved_usd == pytest.approx(tail, abs=1e-6)  # the worker's idle tail, nothing more
     finally:
         await app.aclose()
+
+
+async def test_no_job_costs_more_than_its_bound(tiny_app: App) -> None:
+    """500 jobs of mixed prompt lengths, in bursts of 1 to 64 at once: each answer's cost stays
+    within the worst case the worker reserved for it (its prompt and completion tokens, n, the
+    work ahead of it, at the slowest pace measured)."""
+    rng = random.Random(11)
+    words = [
+        "the",
+        "quick",
+        "brown",
+        "fox",
+        "jumps",
+        "over",
+        "a",
+        "lazy",
+        "dog",
+        "while",
+        "rivers",
+        "run",
+        "to",
+        "the",
+        "sea",
+    ]
+    jobs = []
+    for i in range(500):
+        prompt = " ".join(rng.choice(words) for _ in range(rng.choice([1, 5, 40, 200, 600])))
+        params = {"max_tokens": rng.choice([1, 4, 16, 48]), "n": rng.choice([1, 1, 2]), "ignore_eos": True}
+        jobs.append({"prompt": f"{i} {prompt}", "sampling_params": params, "cache": {"bypass": True}})
+    outs: list[dict[str, Any]] = []
+    while jobs:
+        size = rng.choice([1, 4, 16, 64])
+        group, jobs = jobs[:size], jobs[size:]
+        outs += await asyncio.gather(*(ask(tiny_app, j, f"bound{len(outs) + k}") for k, j in enumerate(group)))
+    assert len(outs) == 500 and all("error" not in o for o in outs)
+    over = [(o["cost_usd"], o["cost_bound_usd"], o["usage"]) for o in outs if o["cost_usd"] > o["cost_bound_usd"]]
+    assert not over, over[:5]
+    ratios = sorted(o["cost_usd"] / o["cost_bound_usd"] for o in outs)
+    print(f"cost / bound: median {ratios[250]:.3f}, max {ratios[-1]:.3f}")
