@@ -8,8 +8,8 @@ Inside the SDK's event loop (its first `concurrency_modifier` call, or the first
 job) the app starts its heartbeat, which settles the worker's overhead into the
 budget every BUDGET_HEARTBEAT_SECONDS, and takes over SIGTERM (RunPod's
 scale-down): stop taking jobs, let the jobs in flight finish (up to
-DRAIN_SECONDS), settle the last overhead and pending replays, stop the engine,
-exit.
+DRAIN_SECONDS), stop the engine, settle the last overhead and pending replays,
+drop the worker's reservation, exit.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from handler.worker import Worker
 log = logging.getLogger(__name__)
 
 STOP_HEARTBEAT_S = 10.0  # the last heartbeat (one Redis call) at most this long
-DRAIN_SECONDS = 20.0  # SIGTERM: how long jobs in flight may finish (RunPod's grace is not documented)
+DRAIN_SECONDS = 7.0  # SIGTERM: jobs in flight may finish; then stop and settle inside a 10 s grace (Docker's)
 
 
 def process_age_seconds() -> float:

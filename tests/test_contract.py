@@ -101,3 +101,34 @@ def test_bad_batches_fail_as_a_whole(data: Any, field: str) -> None:
     with pytest.raises(ValidationFailed) as info:
         parse_job(data, SETTINGS)
     assert info.value.field == field
+
+
+def test_max_completion_tokens_is_the_cap_and_is_limited() -> None:
+    chat = {"openai_route": "/v1/chat/completions", "openai_input": {"messages": [{"role": "user", "content": "hi"}]}}
+    req = single({**chat, "openai_input": {**chat["openai_input"], "max_tokens": 10, "max_completion_tokens": 20}})
+    assert req.body["max_tokens"] == 20 and "max_completion_tokens" not in req.body  # vLLM would prefer it
+    with pytest.raises(ValidationFailed) as over:
+        single({**chat, "openai_input": {**chat["openai_input"], "max_completion_tokens": 501}})
+    assert over.value.field == "openai_input.max_completion_tokens" and "over the limit of 500" in over.value.message
+    with pytest.raises(ValidationFailed, match="whole number"):
+        single({**chat, "openai_input": {**chat["openai_input"], "max_completion_tokens": "lots"}})
+    completions = {"openai_route": "/v1/completions", "openai_input": {"prompt": "hi", "max_completion_tokens": 7}}
+    assert single(completions).body["max_tokens"] == 7
+
+
+def test_openai_content_parts_count_toward_the_prompt_limit() -> None:
+    parts = [{"type": "text", "text": "x" * 30}, {"type": "text", "text": "y" * 30}]
+    data = {"openai_route": "/v1/chat/completions", "openai_input": {"messages": [{"role": "user", "content": parts}]}}
+    with pytest.raises(ValidationFailed) as refused:
+        single(data)
+    assert refused.value.field == "openai_input.messages" and "60 characters" in refused.value.message
+
+
+def test_max_cost_usd_is_carried_and_validated() -> None:
+    assert single({"prompt": "hi", "max_cost_usd": 0.01}).max_cost_usd == 0.01
+    assert single({"prompt": "hi"}).max_cost_usd is None
+    capped = parse_single({"prompt": "hi"}, load_settings({"MAX_COST_USD_PER_JOB": "0.5"}))
+    assert capped.max_cost_usd == 0.5
+    with pytest.raises(ValidationFailed) as bad:
+        single({"prompt": "hi", "max_cost_usd": -1})
+    assert bad.value.field == "max_cost_usd"

@@ -157,3 +157,19 @@ async def test_no_job_costs_more_than_its_bound(tiny_app: App) -> None:
     assert not over, over[:5]
     ratios = sorted(o["cost_usd"] / o["cost_bound_usd"] for o in outs)
     print(f"cost / bound: median {ratios[250]:.3f}, max {ratios[-1]:.3f}")
+
+
+async def test_max_cost_usd_caps_the_tokens_and_says_so(tiny_app: App) -> None:
+    rate_per_s = tiny_app.rate / 3600
+    pace = tiny_app.meter.seconds_per_token()
+    cap = 10 * pace * rate_per_s  # about ten tokens' worth at the worker's slowest pace
+    job = {"prompt": "Go", "sampling_params": {"max_tokens": 200, "ignore_eos": True}, "max_cost_usd": cap,
+           "cache": {"bypass": True}}  # fmt: skip
+    out = await ask(tiny_app, job)
+    assert out.get("cost_capped") is True and out["max_cost_usd"] == cap, out
+    assert 1 <= out["usage"]["completion_tokens"] < 200
+    assert out["cost_usd"] <= cap
+    roomy = await ask(tiny_app, {**job, "max_cost_usd": 1000.0})
+    assert "cost_capped" not in roomy and roomy["usage"]["completion_tokens"] == 200
+    too_small = orjson.loads((await ask(tiny_app, {**job, "max_cost_usd": 1e-12}))["error"])
+    assert too_small["type"] == "validation_error" and too_small["field"] == "max_cost_usd"
