@@ -16,10 +16,13 @@ from types import FrameType
 from typing import Any
 
 import runpod
+from runpod.serverless.modules.rp_logger import RunPodLogger
 
 from handler.app import create_app
 from handler.errors import ConfigError
 from handler.settings import load_settings
+
+SDK_LOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARN", "ERROR": "ERROR"}
 
 
 def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -37,6 +40,9 @@ def main() -> int:
         print(f"worker cannot start: {exc}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    if "RUNPOD_LOG_LEVEL" not in os.environ and "RUNPOD_DEBUG_LEVEL" not in os.environ:
+        # the SDK logs at DEBUG unless told otherwise: several JSON lines per job, CPU taken from the engine
+        RunPodLogger().set_level(SDK_LOG_LEVELS[settings.log_level])
     on_runpod = bool(os.environ.get("RUNPOD_WEBHOOK_GET_JOB")) and "--rp_serve_api" not in sys.argv
     config: dict[str, Any] = {
         "handler": app.generator_handler if on_runpod else app.handler,

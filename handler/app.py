@@ -103,6 +103,7 @@ class App:
         self._store: Store | None = None
         self._lock: asyncio.Lock | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._early: asyncio.Task[None] | None = None  # ENGINE_START=boot|background
         self._jobs_running = 0
         self._no_jobs = asyncio.Event()
         self._no_jobs.set()
@@ -179,8 +180,17 @@ class App:
             self._no_jobs.set()
 
     def concurrency_modifier(self, current: int) -> int:
+        """How many jobs the SDK may hold: none while draining, or while ENGINE_START=boot starts
+        the engine; a few while the engine is cold (the endpoint's queue-delay scaler then sees
+        the queue and can start other workers); MAX_CONCURRENCY once it runs."""
         self.start_background()  # the SDK calls this inside its loop before taking any job
-        return 0 if self.draining else self.settings.max_concurrency
+        if self.draining:
+            return 0
+        if self.engine.ready:
+            return self.settings.max_concurrency
+        if self.settings.engine_start == "boot" and self._early is not None and not self._early.done():
+            return 0
+        return min(self.settings.cold_concurrency, self.settings.max_concurrency)
 
     # ------------------------------------------------------------- the worker's own time
     def start_background(self) -> None:
@@ -188,11 +198,28 @@ class App:
         if self._heartbeat is not None:
             return
         loop = asyncio.get_running_loop()
-        self.meter.worker_ready()
+        if self.settings.engine_start == "lazy":
+            self.meter.worker_ready()
+        else:  # boot: ready for jobs once the engine runs; background: ready now, the engine beside
+            self._early = loop.create_task(self._start_engine_early(), name="engine-early-start")
+            if self.settings.engine_start == "background":
+                self.meter.worker_ready()
         self._heartbeat = loop.create_task(self._beat_forever(), name="budget-heartbeat")
         if self.handle_sigterm and threading.current_thread() is threading.main_thread():
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signal.SIGTERM, self._on_sigterm)
+
+    async def _start_engine_early(self) -> None:
+        """ENGINE_START=boot|background: start the engine without waiting for a cache miss. Its
+        seconds are boot (before the worker takes jobs) or engine start-up (beside them)."""
+        self.meter.engine_starting()
+        try:
+            await self.engine.ensure_started()
+        except WorkerError as exc:  # the next miss tries again and reports it; jobs are taken anyway
+            log.error("engine start at %s failed: %s", self.settings.engine_start, exc.message)
+        finally:
+            self.meter.engine_ready()
+            self.meter.worker_ready()
 
     async def _beat_forever(self) -> None:
         me = asyncio.current_task()

@@ -79,9 +79,9 @@ class Meter:
         self._busy_work = 0.0
 
     def _idle_kind(self) -> str:
-        if self._engine_starting:
-            return "engine_start"
-        return "idle" if self._ready else "boot"
+        if not self._ready:  # before the worker takes jobs (an engine started at boot included)
+            return "boot"
+        return "engine_start" if self._engine_starting else "idle"
 
     def _close_segment(self) -> None:
         now = self._clock()

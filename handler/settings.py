@@ -63,6 +63,14 @@ class Settings(BaseModel):
     engine_max_start_failures: int = Field(
         3, ge=1, description="Consecutive start failures before the worker asks RunPod to replace it."
     )
+    engine_start: Literal["lazy", "boot", "background"] = Field(
+        "lazy",
+        description="When the engine starts: on the first cache miss (lazy), before the worker takes jobs (boot), "
+        "or at once beside the jobs (background).",
+    )
+    cold_concurrency: int = Field(
+        4, ge=1, description="Jobs a worker takes at once while its engine is cold (lazy, background)."
+    )
     idle_timeout: float = Field(
         0.0, ge=0, description="Stop the engine after this many idle seconds; 0: never (see README)."
     )

@@ -56,3 +56,24 @@ async def test_the_real_worker_answers_through_the_sdk_loop_and_is_billed(platfo
     assert entry.stop_reason == "idle timeout" and entry.exit_code == 0 and entry.jobs_taken == 2
     assert entry.seconds["running"] > 5  # the engine started inside the first job (lazily, on the miss)
     assert ep.bill_usd() == pytest.approx(entry.lifetime_seconds * RATE / 3600)
+
+
+async def test_engine_start_boot_starts_the_engine_before_the_worker_takes_jobs(platform: Platform) -> None:
+    """ENGINE_START=boot: the worker asks for no job until its engine runs, so the start-up is
+    Initializing on the bill (free where RunPod does not bill Initializing) and no job waits for it."""
+    config = EndpointConfig(
+        worker_command=[sys.executable, "-m", "handler"],
+        env=worker_env("tiny", GPU_HOURLY_RATE=str(RATE), ENGINE_START="boot"),
+        workers_max=1, idle_timeout=1.0, gpu_hourly_rate=RATE, cwd=REPO_ROOT,
+    )  # fmt: skip
+    ep = platform.add_endpoint("boot", config)
+    job = {"prompt": "Hello", "sampling_params": {"max_tokens": 4, "ignore_eos": True}, "cache": {"bypass": True}}
+    out = await asyncio.to_thread(lambda: runpod.Endpoint("boot").run_sync(job, timeout=600))
+    answer = out[-1]
+    assert answer["usage"]["completion_tokens"] == 4
+    assert answer["timings"]["engine_start_ms"] == 0  # the engine was up before the job was taken
+    await ep.wait_workers(0, timeout=60)
+    (entry,) = ep.ledger()
+    assert entry.seconds["initializing"] > 5  # the engine's start-up, before the first job-take
+    assert entry.seconds["running"] < entry.seconds["initializing"]
+    assert ep.billed_seconds(include_initializing=False) < ep.billed_seconds(include_initializing=True) - 5
