@@ -56,6 +56,8 @@ ENV HF_HUB_OFFLINE=1 \
     ENGINE_DEVICE=cpu \
     ENGINE_COMMAND="/opt/engine-venv/bin/python -m vllm.entrypoints.openai.api_server" \
     VLLM_CPU_NUM_OF_RESERVED_CPU=0
+# compile once at build time, with the runtime's settings: /models/vllm-cache, which the worker uses
+RUN /opt/worker-venv/bin/python -m builder warm /models
 CMD ["/opt/worker-venv/bin/python", "-m", "handler"]
 
 # --- gpu (default target): the worker beside the image's vLLM ----------------------
@@ -70,4 +72,7 @@ ENV HF_HUB_OFFLINE=1 \
     MODEL_MANIFEST=/models/manifest.json \
     ENGINE_DEVICE=cuda \
     ENGINE_COMMAND="python3 -m vllm.entrypoints.openai.api_server"
+# No GPU at build time, so no `builder warm` here: run it on a GPU of the kind the endpoint uses and
+# copy /models/vllm-cache into the image, or set ENGINE_CACHE_DIR to a network volume folder so the
+# first worker's compile serves the next ones.
 CMD ["/opt/worker-venv/bin/python", "-m", "handler"]

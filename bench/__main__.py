@@ -13,7 +13,7 @@ from pathlib import Path
 from bench.report import print_table, save
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["worker", "hit", "cache", "engine"]  # cheap ones first
+ORDER = ["worker", "hit", "cache", "engine", "platform", "cold_start"]  # cheap ones first
 
 
 def main(argv: list[str]) -> int:

@@ -31,6 +31,9 @@ def _rss_mb() -> float:
 
 
 async def _probe() -> None:
+    from handler.sdk_boot import fast_cpu_probe
+
+    fast_cpu_probe()  # as python -m handler does, before the SDK's import
     import runpod  # noqa: F401  (the worker imports the SDK at start)
 
     from handler.app import create_app

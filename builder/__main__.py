@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "builder.quantize",
     "builder.publish",
     "builder.bake",
+    "builder.warm",
     "builder.rightsize",
 )
 

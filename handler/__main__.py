@@ -15,11 +15,9 @@ import sys
 from types import FrameType
 from typing import Any
 
-import runpod
-from runpod.serverless.modules.rp_logger import RunPodLogger
-
 from handler.app import create_app
 from handler.errors import ConfigError
+from handler.sdk_boot import fast_cpu_probe
 from handler.settings import load_settings
 
 SDK_LOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARN", "ERROR": "ERROR"}
@@ -32,6 +30,10 @@ def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
 
 
 def main() -> int:
+    fast_cpu_probe()  # before the SDK's import-time CPU probe runs: see handler.sdk_boot
+    import runpod
+    from runpod.serverless.modules.rp_logger import RunPodLogger
+
     try:
         settings = load_settings(os.environ)
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -28,6 +28,7 @@ import aiohttp
 import orjson
 
 from handler.engine_command import ModelRef, base_command, engine_args, engine_env, resolve_device
+from handler.engine_phases import StartPhases
 from handler.errors import EngineCrashed, EngineRequestError, EngineStartError, ValidationFailed
 from handler.settings import Settings
 
@@ -78,6 +79,7 @@ class EngineManager:
         self.starts = 0
         self.starting_since: float | None = None  # the clock when the start in progress began
         self.last_start_seconds: float | None = None  # how long the last successful start took
+        self.last_start_phases: dict[str, float] = {}  # its phases, from vLLM's log (handler.engine_phases)
         self.port: int | None = None
         self._timeout = settings.engine_request_timeout
         self._exit_hook: Callable[[], None] | None = None
@@ -141,7 +143,7 @@ class EngineManager:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
-                env=engine_env(self._settings, self.device, self._base_env),
+                env=engine_env(self._settings, self.device, self._base_env, self._model),
                 start_new_session=True,  # its own process group: stop() kills vLLM's helpers too
                 preexec_fn=_die_with_parent,
             )
@@ -151,7 +153,8 @@ class EngineManager:
         # the worker may leave by sys.exit (runpod's local test mode): take the engine along
         self._exit_hook = functools.partial(_kill_group, proc.pid)
         atexit.register(self._exit_hook)
-        self._spawn(self._pump_log(proc))
+        phases, spawned = StartPhases(), self._clock()
+        self._spawn(self._pump_log(proc, phases, spawned))
         base_url = f"http://{self._settings.engine_host}:{port}"
         # aiohttp, not httpx: httpx's connection pool costs O(n^2) per request with
         # many requests in flight, which cut the handler's throughput by a third.
@@ -168,6 +171,8 @@ class EngineManager:
             self._proc = None
             raise
         self._client = client
+        self.last_start_phases = phases.report(self._clock() - spawned)
+        log.info("engine ready: %s", self.last_start_phases)
         self._touch()
         if self._settings.idle_timeout > 0 and self._idle_task is None:
             self._idle_task = asyncio.create_task(self._idle_watch())
@@ -192,11 +197,13 @@ class EngineManager:
                 )
             await asyncio.sleep(HEALTH_POLL_S)
 
-    async def _pump_log(self, proc: asyncio.subprocess.Process) -> None:
+    async def _pump_log(self, proc: asyncio.subprocess.Process, phases: StartPhases, spawned: float) -> None:
         assert proc.stdout is not None
         async for raw in proc.stdout:
             line = raw.decode(errors="replace").rstrip()
             self._log_tail.append(line)
+            if self.starting_since is not None:
+                phases.feed(self._clock() - spawned, line)
             log.debug("engine: %s", line)
 
     def _spawn(self, coro: Any) -> None:

@@ -77,8 +77,28 @@ def engine_args(settings: Settings, model: ModelRef, device: str, port: int) -> 
     return args + settings.extra_args
 
 
-def engine_env(settings: Settings, device: str, base: Mapping[str, str]) -> dict[str, str]:
+ENGINE_CACHE_FOLDER = "vllm-cache"  # inside a model folder: the compile cache `builder warm` made for it
+
+
+def engine_cache_dir(settings: Settings, model: ModelRef) -> str:
+    """Where vLLM keeps compiled graphs: ENGINE_CACHE_DIR, else the model's own folder's, else ""."""
+    if settings.engine_cache_dir:
+        return settings.engine_cache_dir
+    kept = Path(model.path) / ENGINE_CACHE_FOLDER
+    return str(kept) if kept.is_dir() else ""
+
+
+def engine_env(
+    settings: Settings, device: str, base: Mapping[str, str], model: ModelRef | None = None
+) -> dict[str, str]:
     env = dict(base)
+    # vLLM's AOT-compiled artifacts (on by default with torch >= 2.10) fail to load on the next
+    # start ("'function' object has no attribute 'finalize_loading'"), so every start compiled
+    # again; the inductor cache they replace loads (shared/DESIGN.md, checked again here).
+    env.setdefault("VLLM_USE_AOT_COMPILE", "0")
+    cache = engine_cache_dir(settings, model) if model is not None else settings.engine_cache_dir
+    if cache:
+        env.setdefault("VLLM_CACHE_ROOT", cache)
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("VLLM_NO_USAGE_STATS", "1")
     env.setdefault("DO_NOT_TRACK", "1")

@@ -32,10 +32,11 @@ def job_worst_seconds(own_work: float, work_ahead: float, pace: float) -> float:
 
 
 def max_work_for_cost(max_cost_usd: float, hourly_rate: float, pace: float) -> float:
-    """The most work a job may do so that it costs at most `max_cost_usd` at `pace` (inf: no cap)."""
+    """The most work a job may do so that, alone, it costs at most `max_cost_usd`: its request
+    floor and its work at `pace` (inf: no cap; negative: not even the floor is covered)."""
     if max_cost_usd <= 0 or hourly_rate <= 0 or pace <= 0:
         return float("inf")
-    return max_cost_usd * 3600.0 / hourly_rate / pace
+    return (max_cost_usd * 3600.0 / hourly_rate - REQUEST_FLOOR_S) / pace
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """Which model the worker serves, decided once at start-up (fail fast).
 
-Order: MODEL_NAME when set; else a model on a mounted network volume; else the
-manifest baked into the image (MODEL_MANIFEST); else the embedded default built
-locally under MODELS_DIR (EMBEDDED_MODEL: the converted SmolLM2, or the tiny
-random model the tests use).
+Order: MODEL_NAME when set (a folder; or a hub id, served from RunPod's model
+cache, MODEL_CACHE_DIR, when it holds it, else by vLLM from the hub); else a
+model on a mounted network volume; else the manifest baked into the image
+(MODEL_MANIFEST); else the embedded default built locally under MODELS_DIR
+(EMBEDDED_MODEL: the converted SmolLM2, or the tiny random model the tests use).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from builder.manifest import MANIFEST_NAME, ManifestError, read_manifest
 from handler.engine_command import ModelRef
 from handler.errors import ConfigError
+from handler.model_cache import cached_snapshot
 from handler.settings import Settings
 
 BUILD_HINT = {
@@ -40,8 +42,9 @@ def resolve_model(settings: Settings) -> ModelRef:
         folder = Path(settings.model_name)
         if (folder / MANIFEST_NAME).is_file():
             return _from_folder(folder, settings)
+        cached = cached_snapshot(settings.model_cache_dir, settings.model_name, settings.model_revision)
         return ModelRef(
-            path=settings.model_name,
+            path=str(cached) if cached is not None else settings.model_name,
             name=settings.model_name,
             revision=settings.model_revision,
             quantization=settings.quantization,

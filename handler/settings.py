@@ -37,6 +37,10 @@ class Settings(BaseModel):
     model_manifest: Path = Field(
         Path("/models/manifest.json"), description="Manifest written by `builder bake`; used when present."
     )
+    model_cache_dir: Path = Field(
+        Path("/runpod-volume/huggingface-cache/hub"),
+        description="RunPod's model cache (Hugging Face layout); a hub MODEL_NAME found there is served from it.",
+    )
     network_volume_dir: Path = Field(
         Path("/runpod-volume/models"), description="Model folder on a RunPod network volume; preferred when present."
     )
@@ -62,6 +66,11 @@ class Settings(BaseModel):
     engine_request_timeout: float = Field(600.0, gt=0, description="Seconds one engine request may take.")
     engine_max_start_failures: int = Field(
         3, ge=1, description="Consecutive start failures before the worker asks RunPod to replace it."
+    )
+    engine_cache_dir: str = Field(
+        "",
+        description="vLLM's cache folder (compiled graphs); empty: the model's own `vllm-cache` folder when it "
+        "has one (`builder warm`), else vLLM's default.",
     )
     engine_start: Literal["lazy", "boot", "background"] = Field(
         "lazy",

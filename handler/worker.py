@@ -25,7 +25,7 @@ from handler.contract import MODELS_ROUTE, EngineRequest, Job, parse_job
 from handler.engine import EngineManager
 from handler.engine_command import ModelRef
 from handler.errors import ValidationFailed, WorkerError
-from handler.exposure import InFlight, exposure_seconds, max_work_for_cost, prompt_tokens_bound
+from handler.exposure import REQUEST_FLOOR_S, InFlight, exposure_seconds, max_work_for_cost, prompt_tokens_bound
 from handler.responses import StreamAccumulator, openai_finish, sum_usage, text_result, usage_of
 from handler.settings import Settings
 
@@ -38,16 +38,20 @@ class _Timer:
     entered: float
     engine_start_s: float = 0.0
     sent: float | None = None
+    engine_phases: dict[str, float] | None = None  # a cold job: the start it waited for, by phase
 
-    def timings(self) -> dict[str, float]:
+    def timings(self) -> dict[str, Any]:
         now = self.clock()
         sent = self.sent if self.sent is not None else now
-        return {
+        out: dict[str, Any] = {
             "queued_ms": round(max(0.0, sent - self.entered - self.engine_start_s) * 1000, 2),
             "engine_start_ms": round(self.engine_start_s * 1000, 2),
             "generation_ms": round((now - sent) * 1000, 2),
             "total_ms": round((now - self.entered) * 1000, 2),
         }
+        if self.engine_phases:
+            out["engine_phases"] = self.engine_phases
+        return out
 
 
 class Worker:
@@ -195,6 +199,8 @@ class Worker:
         req, capped = self._capped(req)
         reservation = await self._admit(job_id, req)
         timer.engine_start_s = await self._start_engine(reservation)
+        if timer.engine_start_s > 0:
+            timer.engine_phases = self.engine.last_start_phases
         timer.sent = self._clock()
         self.in_flight.running(job_id, timer.sent)
         self.meter.job_started(job_id, reports_tokens=stream)
@@ -290,16 +296,20 @@ class Worker:
         """With `max_cost_usd`, lower max_tokens so the job cannot cost more (True: lowered)."""
         if req.max_cost_usd is None:
             return req, False
-        budget_work = max_work_for_cost(req.max_cost_usd, self.hourly_rate, self.meter.seconds_per_token())
+        pace = self.meter.seconds_per_token()
+        budget_work = max_work_for_cost(req.max_cost_usd, self.hourly_rate, pace)
+        if budget_work == float("inf"):  # nothing is priced: nothing to cap
+            return req, False
         prompt_work = work_units(prompt_tokens_bound(req.prompt_chars, self.chars_per_token), 0)
         allowed = int((budget_work - prompt_work) / req.completions)
         tokens = req.max_tokens or self.settings.default_max_tokens
         if allowed >= tokens:
             return req, False
         if allowed < 1:
+            least = cost_usd(REQUEST_FLOOR_S + (prompt_work + 1) * pace, self.hourly_rate)
             raise ValidationFailed(
-                f"max_cost_usd: {req.max_cost_usd} USD does not cover this prompt at the worker's pace "
-                f"(about {cost_usd(prompt_work * self.meter.seconds_per_token(), self.hourly_rate):.8f} USD)",
+                f"max_cost_usd: {req.max_cost_usd} USD does not cover this prompt and one token at the worker's "
+                f"pace (at least {least:.8f} USD)",
                 field="max_cost_usd",
             )
         return replace(req, body={**req.body, "max_tokens": allowed}), True

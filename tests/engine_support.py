@@ -18,6 +18,7 @@ def worker_env(model: str = "tiny", **overrides: str) -> dict[str, str]:
         "MODELS_DIR": str(MODELS_DIR),
         "MODEL_MANIFEST": "/nonexistent/manifest.json",
         "NETWORK_VOLUME_DIR": "/nonexistent",
+        "MODEL_CACHE_DIR": "/nonexistent",
         "REDIS_URL": "",
         "ENGINE_EXTRA_ARGS": FAST_START_ARGS if model == "tiny" else "",
         "ENGINE_START_TIMEOUT": "900",

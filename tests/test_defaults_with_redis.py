@@ -74,3 +74,9 @@ async def test_a_streamed_job_answers_with_default_settings(default_app: App) ->
     assert "".join(p["text"] for p in pieces[:-1]) == final["text"]
     state = (await (await default_app.worker()).budget.state()).to_dict()
     assert state["limit_usd"] is None and state["spent_usd"] == 0.0
+
+
+async def test_a_cost_cap_without_a_price_caps_nothing(default_app: App) -> None:
+    data = {"prompt": "Capped?", "sampling_params": SAMPLING, "max_cost_usd": 1e-9, "cache": {"bypass": True}}
+    out = await default_app.handler({"id": "cap", "input": data})
+    assert out["usage"]["completion_tokens"] == 4 and "cost_capped" not in out

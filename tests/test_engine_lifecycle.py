@@ -54,6 +54,11 @@ async def test_idle_stop_lazy_restart_and_crash_recovery() -> None:
         assert not app.engine.running  # lazy: nothing starts before the first miss
         first = await app.handler(job(SHORT))
         assert first["timings"]["engine_start_ms"] > 0
+        # a cold job tells where the start went, from vLLM's own log lines
+        phases = first["timings"]["engine_phases"]
+        assert {"process_and_imports_s", "weights_s", "kv_cache_and_warmup_s", "total_s"} <= set(phases), phases
+        assert "compile_s" not in phases  # the tiny model runs eager in tests
+        assert phases["total_s"] == pytest.approx(first["timings"]["engine_start_ms"] / 1000, abs=1.0)
         pid, port = app.engine.pid, app.engine.port
         assert pid is not None and port is not None
 

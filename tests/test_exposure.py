@@ -45,7 +45,8 @@ def test_exposure_adds_engine_start_and_idle_tail() -> None:
 def test_prompt_bound_and_cost_cap() -> None:
     assert prompt_tokens_bound(400, 1.0) == 400  # before any measurement: a token per character
     assert prompt_tokens_bound(400, 2.0) == 200
-    # $0.001 at $3.60/h is 1 s of the worker; at 0.05 s per unit that is 20 units
-    assert max_work_for_cost(0.001, 3.6, 0.05) == pytest.approx(20.0)
+    # $0.002 at $3.60/h is 2 s of the worker: the 1 s request floor, then 20 units at 0.05 s
+    assert max_work_for_cost(0.002, 3.6, 0.05) == pytest.approx(20.0)
+    assert max_work_for_cost(0.0005, 3.6, 0.05) < 0  # not even the floor
     assert max_work_for_cost(0.0, 3.6, 0.05) == float("inf")
     assert max_work_for_cost(0.001, 0.0, 0.05) == float("inf")

@@ -37,7 +37,8 @@ async def test_prompt_job_answers_with_usage_finish_reason_and_timings(tiny_app:
     assert out["usage"]["completion_tokens"] == 8
     assert out["usage"]["prompt_tokens"] > 0
     assert out["finish_reason"] == "length"
-    assert set(out["timings"]) == {"queued_ms", "engine_start_ms", "generation_ms", "total_ms"}
+    # a cold job (the first of the session may be) also reports the engine start's phases
+    assert set(out["timings"]) - {"engine_phases"} == {"queued_ms", "engine_start_ms", "generation_ms", "total_ms"}
     assert out["cached"] is False
 
 

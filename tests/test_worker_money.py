@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from handler.app import App, create_app
+from handler.exposure import REQUEST_FLOOR_S
 from tests.engine_support import settings_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.redis]
@@ -162,7 +163,7 @@ async def test_no_job_costs_more_than_its_bound(tiny_app: App) -> None:
 async def test_max_cost_usd_caps_the_tokens_and_says_so(tiny_app: App) -> None:
     rate_per_s = tiny_app.rate / 3600
     pace = tiny_app.meter.seconds_per_token()
-    cap = 10 * pace * rate_per_s  # about ten tokens' worth at the worker's slowest pace
+    cap = (REQUEST_FLOOR_S + 10 * pace) * rate_per_s  # a request's floor and ten tokens at the slowest pace
     job = {"prompt": "Go", "sampling_params": {"max_tokens": 200, "ignore_eos": True}, "max_cost_usd": cap,
            "cache": {"bypass": True}}  # fmt: skip
     out = await ask(tiny_app, job)
