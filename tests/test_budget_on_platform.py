@@ -166,3 +166,31 @@ async def test_workers_sharing_a_small_limit_never_bill_past_it(platform: Platfo
     assert billed <= limit
     assert state.spent_usd <= limit
     assert state.spent_usd == pytest.approx(billed, rel=0.05)
+
+
+async def test_a_spent_budget_scales_the_endpoint_to_zero(platform: Platform, redis_url: str) -> None:
+    """BUDGET_SCALE_TO_ZERO: the real worker, refused by a spent budget, sets its own endpoint's workers
+    to 0 through the management API; the platform stops it, and it is billed no idle tail beyond that."""
+    namespace = f"s2z-{uuid.uuid4().hex[:8]}"
+    env = worker(redis_url, namespace, DAILY_BUDGET_USD="5", BUDGET_SCALE_TO_ZERO="true",
+                 RUNPOD_API_KEY=API_KEY, RUNPOD_API_BASE_URL=platform.url)  # fmt: skip
+    config = EndpointConfig(
+        worker_command=[sys.executable, "-m", "handler"], env=env, workers_min=1, workers_max=2,
+        idle_timeout=600.0, cwd=REPO_ROOT,
+    )  # fmt: skip
+    ep = platform.add_endpoint("s2z", config)
+    store = RedisStore(redis_url)
+    try:  # another worker of the endpoint already spent the day's budget
+        other = Budget(store, load_settings({"BUDGET_NAMESPACE": namespace, "DAILY_BUDGET_USD": "5"}))
+        await other.settle(await other.reserve("earlier", 5.0), 5.0, 0.0)
+    finally:
+        await store.close()
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as session:
+        client = Client(session, platform.url, "s2z")
+        job = await client.run({"prompt": "one more?", "cache": {"bypass": True}})
+        state = await wait_status(client, job["id"], {"COMPLETED", "FAILED"}, seconds=120)
+    assert orjson.loads(state["error"])["type"] == "budget_exceeded"
+    await ep.wait_workers(0, timeout=60)  # workersMin=1 and a 600 s idle timeout: only the scale-down stops it
+    assert (ep.config.workers_min, ep.config.workers_max) == (0, 0)
+    (entry,) = ep.ledger()
+    assert entry.jobs_taken == 1 and entry.seconds["running"] < 30
