@@ -186,7 +186,8 @@ class Worker:
 
     def _models_listing(self, timer: _Timer) -> dict[str, Any]:
         model = {"id": self.model.name, "object": "model", "created": 0, "owned_by": "frugal-worker",
-                 "root": self.model.name, "max_model_len": self.settings.max_model_len}  # fmt: skip
+                 "root": self.model.name,
+                 "max_model_len": self.model.max_model_len or self.settings.max_model_len}  # fmt: skip
         return {"object": "list", "data": [model], "usage": usage_of(None), "finish_reason": None, "cached": False,
                 "cost_usd": 0.0, "timings": timer.timings(), "budget": self.budget.snapshot().to_dict()}  # fmt: skip
 
