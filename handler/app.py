@@ -125,7 +125,7 @@ class App:
                         budget=Budget(
                             self._store,
                             self.settings,
-                            holder=os.environ.get("RUNPOD_POD_ID") or None,
+                            holder=self.settings.runpod_pod_id or None,
                             on_exhausted=self._on_exhausted,
                         ),
                         meter=self.meter,

@@ -147,6 +147,7 @@ class Settings(BaseModel):
 
     # --- RunPod ------------------------------------------------------------
     runpod_endpoint_id: str = Field("", description="This endpoint's id (set by RunPod).")
+    runpod_pod_id: str = Field("", description="This worker's id (set by RunPod); names its share of the budget.")
     runpod_api_key: str = Field("", description="API key for scale-to-zero calls.")
 
     @field_validator("engine_extra_args")
