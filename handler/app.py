@@ -21,6 +21,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -31,7 +32,7 @@ from handler.budget import Budget, BudgetState, ExhaustedHook
 from handler.cache import ResponseCache
 from handler.engine import EngineManager
 from handler.engine_command import answer_fingerprint
-from handler.errors import ConfigError, WorkerError
+from handler.errors import ConfigError, InternalError, WorkerError
 from handler.model import resolve_model
 from handler.rates import hourly_rate
 from handler.settings import Settings
@@ -73,6 +74,14 @@ def scale_to_zero_hook(settings: Settings) -> ExhaustedHook | None:
     return hook
 
 
+def internal_error(job: Mapping[str, Any], exc: Exception) -> InternalError:
+    """Log an unexpected failure with its traceback under a fresh id; the caller gets the id."""
+    error_id = uuid.uuid4().hex[:12]
+    log.error("internal error %s in job %s", error_id, job.get("id"), exc_info=exc)
+    return InternalError(f"the worker failed unexpectedly ({type(exc).__name__}); see its log: {error_id}",
+                         error_id=error_id)  # fmt: skip
+
+
 def error_output(exc: WorkerError) -> dict[str, Any]:
     """A job-level error. A JSON string, because runpod's streaming path turns errors into strings."""
     return {"error": orjson.dumps(exc.to_dict()).decode()}
@@ -85,9 +94,11 @@ class App:
         env: Mapping[str, str] | None = None,
         *,
         engine: EngineManager | None = None,
+        store: Store | None = None,
         handle_sigterm: bool = False,
     ) -> None:
         self.settings = settings
+        self._given_store = store  # a store to use instead of opening REDIS_URL's (tests)
         self.handle_sigterm = handle_sigterm  # the worker process's own app (python -m handler) only
         self.sdk_config: dict[str, Any] | None = None  # the dict given to runpod.serverless.start
         self.model = resolve_model(settings)
@@ -116,7 +127,7 @@ class App:
             self._lock = self._lock or asyncio.Lock()
             async with self._lock:
                 if self._worker is None:
-                    self._store = await open_store(self.settings)
+                    self._store = self._given_store or await open_store(self.settings)
                     self._worker = Worker(
                         self.settings,
                         self.engine,
@@ -154,6 +165,8 @@ class App:
             return await worker.answer(str(job.get("id", "local")), job.get("input"))
         except WorkerError as exc:
             return self._failed(exc)
+        except Exception as exc:  # noqa: BLE001 (logged with its traceback; the caller gets an id, the worker serves on)
+            return self._failed(internal_error(job, exc))
         finally:
             self._job_ends()
 
@@ -167,6 +180,8 @@ class App:
                 yield piece
         except WorkerError as exc:
             yield self._failed(exc)
+        except Exception as exc:  # noqa: BLE001 (logged with its traceback; the caller gets an id, the worker serves on)
+            yield self._failed(internal_error(job, exc))
         finally:
             self._job_ends()
 
@@ -292,6 +307,7 @@ def create_app(
     env: Mapping[str, str] | None = None,
     *,
     engine: EngineManager | None = None,
+    store: Store | None = None,
     handle_sigterm: bool = False,
 ) -> App:
-    return App(settings, env, engine=engine, handle_sigterm=handle_sigterm)
+    return App(settings, env, engine=engine, store=store, handle_sigterm=handle_sigterm)

@@ -9,7 +9,8 @@
     │   └── EngineRequestError       answered a request with an error status
     ├── BudgetExceeded               the day's budget cannot cover the job
     ├── BudgetUnavailable            budget store unreachable and BUDGET_FAIL_MODE=closed
-    └── StoreUnavailable             Redis unreachable (caught by the cache: a miss)
+    ├── StoreUnavailable             Redis unreachable or refusing (caught by the cache: a miss)
+    └── InternalError                anything unexpected: logged with its traceback under `id`
 
 Third-party exceptions are translated where they enter (``raise X(...) from exc``).
 A job never sees a traceback: `WorkerError.to_dict()` is the error payload.
@@ -75,3 +76,16 @@ class BudgetUnavailable(WorkerError):
 
 class StoreUnavailable(WorkerError):
     type = "store_unavailable"
+
+
+class InternalError(WorkerError):
+    """An unexpected failure inside a job. The caller gets its `id`; the log has the traceback."""
+
+    type = "internal_error"
+
+    def __init__(self, message: str, *, error_id: str) -> None:
+        super().__init__(message)
+        self.error_id = error_id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "id": self.error_id}

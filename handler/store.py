@@ -5,7 +5,8 @@ Redis. Both backends offer the same operations with the same meaning; the Redis
 one runs every multi-step operation as one Lua script, so it is atomic across
 all workers of an endpoint.
 
-An unreachable Redis raises `StoreUnavailable` (never a redis-py exception).
+An unreachable Redis, or one that refuses an operation (out of memory, a script
+or cluster error), raises `StoreUnavailable` (never a redis-py exception).
 The store logs ONE warning when Redis goes away and one line when it is back,
 not one per job; for a short while after a failure it answers
 `StoreUnavailable` at once instead of waiting on a dead socket again.
@@ -26,7 +27,7 @@ import redis.asyncio as redis_asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
+from redis.exceptions import ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from handler import store_lua
@@ -40,6 +41,7 @@ CONNECT_TIMEOUT_S = 1.0
 COMMAND_TIMEOUT_S = 2.0
 POOL_WAIT_S = 10.0  # a job waits this long for a free connection when all are busy
 RETRY_AFTER_S = 0.25  # after a failure, answer "unavailable" at once for this long
+REFUSAL_LOG_EVERY_S = 60.0
 
 
 OVERHEAD_KINDS = ("boot", "engine_start", "idle")
@@ -181,6 +183,7 @@ class RedisStore(Store):
         self._down_until = 0.0
         self._down = False
         self._last_error = ""
+        self._refusals_logged: dict[str, float] = {}
         # One immediate retry: a pooled connection may be stale after a server restart.
         # A blocking pool: more concurrent jobs than connections wait for one, not fail.
         pool = redis_asyncio.BlockingConnectionPool.from_url(
@@ -228,10 +231,24 @@ class RedisStore(Store):
                     exc,
                 )
             raise StoreUnavailable(f"Redis at {self.url} is unreachable during {what}: {self._last_error}") from exc
+        except RedisError as exc:
+            # The server answered but refused: out of memory (noeviction), a script error, a cluster
+            # redirection. This operation fails like an outage would (the cache skips it, the budget
+            # follows BUDGET_FAIL_MODE); the store is not marked down.
+            self._log_refusal(what, exc)
+            raise StoreUnavailable(f"Redis at {self.url} refused {what}: {type(exc).__name__}: {exc}") from exc
         if self._down:
             self._down = False
             log.warning("Redis at %s is reachable again", self.url)
         return result
+
+    def _log_refusal(self, what: str, exc: Exception) -> None:
+        """One warning per kind of refusal per REFUSAL_LOG_EVERY_S, not one per job."""
+        kind = type(exc).__name__
+        now = self._clock()
+        if now - self._refusals_logged.get(kind, -REFUSAL_LOG_EVERY_S) >= REFUSAL_LOG_EVERY_S:
+            self._refusals_logged[kind] = now
+            log.warning("Redis at %s refused %s (%s: %s)", self.url, what, kind, exc)
 
     async def get(self, key: str) -> bytes | None:
         value = await self._call("GET", self._redis.get(key))

@@ -182,3 +182,43 @@ async def test_password_urls_work_and_are_never_logged(caplog: pytest.LogCapture
     assert "s3cret-pw" not in caplog.text and "wrong-pw" not in caplog.text
     with pytest.raises(ConfigError, match="REDIS_URL"):
         RedisStore("http://127.0.0.1:6379")
+
+
+async def test_a_full_redis_refuses_writes_and_nothing_fails(
+    server: RedisServer, store: RedisStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """maxmemory reached under `noeviction` (Redis's default): writes are refused with OOM errors."""
+    caplog.set_level(logging.WARNING)
+    settings = load_settings(settings_for(server, BUDGET_FAIL_MODE="closed"))
+    cache = ResponseCache(store, settings, FINGERPRINT)
+    budget = Budget(store, settings)
+    running = await budget.reserve("before", 0.2)
+    options = CacheOptions()
+    key = cache.key_for("/v1/completions", BODY, options)
+    assert key is not None
+    await store.client.config_set("maxmemory-policy", "noeviction")
+    await store.client.config_set("maxmemory", "1")  # every write is over the limit now
+    for _ in range(5):
+        assert await cache.put(key, ANSWER) is False  # the answer is not cached, nothing raises
+        async with cache.flight(key, options) as flight:
+            await flight.store(ANSWER, None)
+        await cache.record(hit=False, saved_usd=0.0)
+    assert await cache.get(key, options) is None  # reads still answer
+    state = await budget.settle(running, 0.15, 0.0)  # kept and replayed later, like an outage
+    assert state.stale and state.spent_usd == pytest.approx(0.15)
+    with pytest.raises(BudgetUnavailable):
+        await budget.reserve("during", 0.1)
+    refusals = [r for r in caplog.records if "refused" in r.getMessage() and "OutOfMemoryError" in r.getMessage()]
+    assert len(refusals) == 1  # one warning, not one per operation
+    await store.client.config_set("maxmemory", "0")
+    assert (await budget.state()).spent_usd == pytest.approx(0.15)  # replayed
+    assert await cache.put(key, ANSWER)
+
+
+async def test_flushed_scripts_are_loaded_again(server: RedisServer, store: RedisStore) -> None:
+    """After a restart or failover Redis has no scripts: the store loads them again and carries on."""
+    budget = Budget(store, load_settings(settings_for(server)))
+    await budget.settle(await budget.reserve("a", 0.3), 0.2, 0.0)
+    await store.client.script_flush()
+    await budget.settle(await budget.reserve("b", 0.3), 0.1, 0.0)
+    assert (await budget.state()).spent_usd == pytest.approx(0.3)
