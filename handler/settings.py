@@ -13,12 +13,14 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from handler.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 class Settings(BaseModel):
@@ -154,6 +156,25 @@ class Settings(BaseModel):
     @classmethod
     def _extra_args_parse(cls, value: str) -> str:
         shlex.split(value)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_usable(cls, value: str) -> str:
+        """Checked at start-up: a bad URL stops the worker with a message, not every job later."""
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in REDIS_SCHEMES:
+            raise ValueError(f"scheme {parts.scheme!r} is not one of {', '.join(s + '://' for s in REDIS_SCHEMES)}")
+        try:
+            parts.port  # noqa: B018 (urlsplit checks the port only when asked)
+        except ValueError as exc:
+            raise ValueError(f"bad port in {parts.netloc!r}") from exc
+        if parts.scheme == "unix" and not parts.path:
+            raise ValueError("unix:// needs the socket's path")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("no host")
         return value
 
     @property

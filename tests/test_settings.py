@@ -57,3 +57,24 @@ def test_readme_table_matches_the_settings() -> None:
     text = README.read_text()
     start, end = text.index("<!-- settings:start -->"), text.index("<!-- settings:end -->")
     assert text[start:end].split("-->", 1)[1].strip() == settings_table()
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://127.0.0.1:6379", "scheme 'http'"),
+        ("redis://127.0.0.1:63x9/0", "bad port"),
+        ("redis://127.0.0.1:70000/0", "bad port"),
+        ("redis:///0", "no host"),
+        ("unix://", "socket's path"),
+    ],
+)
+def test_a_bad_redis_url_stops_the_worker_at_start(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as bad:
+        load_settings({"REDIS_URL": url})
+    assert "REDIS_URL" in bad.value.message and problem in bad.value.message
+
+
+def test_good_redis_urls_pass() -> None:
+    for url in ("redis://127.0.0.1:6379/0", "rediss://:pw@redis.example.com:6380/1", "unix:///run/redis.sock"):
+        assert load_settings({"REDIS_URL": url}).redis_url == url
