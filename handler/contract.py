@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from handler.errors import ValidationFailed
@@ -29,6 +30,12 @@ CHAT_ROUTE = "/v1/chat/completions"
 COMPLETIONS_ROUTE = "/v1/completions"
 MODELS_ROUTE = "/v1/models"
 OpenAIRoute = Literal["/v1/chat/completions", "/v1/completions", "/v1/models"]
+MAX_STOPS = 16
+MAX_STOP_CHARS = 256
+MAX_LOGPROBS = 20
+# OpenAI fields that are not sampling parameters but change the work: checked here, passed through
+_OPENAI_COUNTS = {"best_of": (1, 16), "logprobs": (0, MAX_LOGPROBS), "top_logprobs": (0, MAX_LOGPROBS)}
+_OPENAI_PROMPT_LIKE = ("tools", "functions", "response_format", "suffix")
 
 
 class _Strict(BaseModel):
@@ -44,7 +51,7 @@ class SamplingParams(_Strict):
     top_k: int = Field(-1, ge=-1)
     min_p: float = Field(0.0, ge=0.0, le=1.0)
     seed: int | None = None
-    stop: list[str] = Field(default_factory=list)
+    stop: list[Annotated[str, Field(max_length=MAX_STOP_CHARS)]] = Field(default_factory=list, max_length=MAX_STOPS)
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     repetition_penalty: float = Field(1.0, gt=0.0, le=2.0)
@@ -190,6 +197,7 @@ def _openai_body(job: OpenAIJob, settings: Settings, prefix: str) -> dict[str, A
     if body.get("stream") is not None and not isinstance(body.get("stream"), bool):
         where = f"{prefix}openai_input.stream"
         raise ValidationFailed(f"{where}: must be a boolean", field=where)
+    _check_openai_extras(body, settings, f"{prefix}openai_input.")
     known = set(SamplingParams.model_fields)
     sampling = {k: v for k, v in body.items() if k in known}
     if "max_completion_tokens" in body:
@@ -206,6 +214,27 @@ def _openai_body(job: OpenAIJob, settings: Settings, prefix: str) -> dict[str, A
     filled = _sampling_body(_validate(SamplingParams, sampling, f"{prefix}openai_input."), settings)
     body.update(filled)
     return body
+
+
+def _check_openai_extras(body: dict[str, Any], settings: Settings, prefix: str) -> None:
+    """Limits on what the OpenAI shape passes to vLLM beyond the sampling parameters."""
+    for name, (low, high) in _OPENAI_COUNTS.items():
+        value = body.get(name)
+        if value is None or (name == "logprobs" and isinstance(value, bool)):
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ValidationFailed(f"{prefix}{name}: must be a whole number from {low} to {high}", field=prefix + name)
+    if isinstance(body.get("best_of"), int) and body["best_of"] < int(body.get("n") or 1):
+        raise ValidationFailed(f"{prefix}best_of: must be at least n", field=f"{prefix}best_of")
+    extra = sum(len(orjson.dumps(body[name])) for name in _OPENAI_PROMPT_LIKE if body.get(name) is not None)
+    prompt = _prompt_chars(body.get("prompt") if "prompt" in body else body.get("messages"))
+    if extra and prompt + extra > settings.max_prompt_chars:
+        where = f"{prefix}{next(n for n in _OPENAI_PROMPT_LIKE if body.get(n) is not None)}"
+        raise ValidationFailed(
+            f"{where}: the prompt with its tools and formats is {prompt + extra} characters, over the limit of "
+            f"{settings.max_prompt_chars}",
+            field=where,
+        )
 
 
 def parse_single(data: Any, settings: Settings, prefix: str = "") -> EngineRequest:

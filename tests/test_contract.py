@@ -132,3 +132,31 @@ def test_max_cost_usd_is_carried_and_validated() -> None:
     with pytest.raises(ValidationFailed) as bad:
         single({"prompt": "hi", "max_cost_usd": -1})
     assert bad.value.field == "max_cost_usd"
+
+
+@pytest.mark.parametrize(
+    ("openai_input", "field", "problem"),
+    [
+        ({"prompt": "hi", "best_of": 99}, "openai_input.best_of", "from 1 to 16"),
+        ({"prompt": "hi", "n": 3, "best_of": 2}, "openai_input.best_of", "at least n"),
+        ({"prompt": "hi", "logprobs": 50}, "openai_input.logprobs", "from 0 to 20"),
+        ({"prompt": "hi", "stop": ["x"] * 17}, "openai_input.stop", "at most 16"),
+        ({"prompt": "hi", "stop": ["x" * 300]}, "openai_input.stop.0", "at most 256"),
+        ({"prompt": "hi", "tools": [{"type": "function", "function": {"name": "f", "description": "d" * 60}}]},
+         "openai_input.tools", "over the limit of 50"),
+    ],
+)  # fmt: skip
+def test_every_limit_applies_to_openai_inputs(openai_input: dict[str, Any], field: str, problem: str) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        single({"openai_route": "/v1/completions", "openai_input": openai_input})
+    assert refused.value.field == field and problem in refused.value.message, refused.value.message
+
+
+def test_the_same_stop_limits_apply_to_plain_shapes() -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        single({"prompt": "hi", "sampling_params": {"stop": ["x"] * 17}})
+    assert refused.value.field == "sampling_params.stop"
+    chat_logprobs = {"openai_route": "/v1/chat/completions",
+                     "openai_input": {"messages": [{"role": "user", "content": "hi"}], "logprobs": True,
+                                      "top_logprobs": 5}}  # fmt: skip
+    assert single(chat_logprobs).body["top_logprobs"] == 5
