@@ -10,9 +10,10 @@ exactly that, in integer micro-dollars per budget day (BUDGET_TIMEZONE):
   nothing twice;
 - **reservations**: each worker (a holder) keeps ONE reservation, its exposure:
   the worst case of what it will still be billed (`handler.exposure`). Admitting
-  a job raises it and must fit under the limit; settlements and heartbeats set
-  it anew. It lapses a few heartbeats after it was last set, so a killed
-  worker's reservation frees itself.
+  a job raises it and must fit under the limit; settlements and heartbeats move
+  it to the worker's new exposure. Operations carry changes, not values, since a
+  worker's calls may reach Redis in any order. It lapses a few heartbeats after
+  its last change, so a killed worker's reservation frees itself.
 
 Money arrives as float USD and is rounded once, cumulatively per worker, so the
 sum of what a worker settles equals its total to a micro-dollar however small
@@ -45,7 +46,7 @@ from handler.store import OVERHEAD_KINDS, BudgetCounts, BudgetOutcome, Hold, Sto
 
 log = logging.getLogger(__name__)
 
-HOLD_HEARTBEATS = 6  # a reservation lapses this many heartbeats after it was last set...
+HOLD_HEARTBEATS = 6  # a reservation lapses this many heartbeats after its last change...
 HOLD_MIN_S = 60.0  # ...and never sooner than this
 
 ExhaustedHook = Callable[[BudgetState], Awaitable[None]]
