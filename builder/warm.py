@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from builder.errors import BuilderError, SourceError
-from handler.engine_command import ENGINE_CACHE_FOLDER
 
 
 async def warm(model_dir: Path, env: Mapping[str, str]) -> dict[str, Any]:
     """Start the engine on `model_dir` with its cache in `model_dir/vllm-cache`; return the start's figures."""
+    # the worker's package: present where warm runs (the image's final stage), not in the model stage
     from handler.engine import EngineManager
+    from handler.engine_command import ENGINE_CACHE_FOLDER
     from handler.errors import WorkerError
     from handler.model import resolve_model
     from handler.settings import load_settings
