@@ -53,3 +53,17 @@ def test_warm_keeps_vllms_cache_beside_the_model(tmp_path: Path) -> None:
     shutil.copytree(image, container)
     settings = load_settings({**env, "MODEL_NAME": str(container)})
     assert engine_env(settings, "cpu", {}, resolve_model(settings))["VLLM_CACHE_ROOT"] == str(container / "vllm-cache")
+
+
+def test_the_builder_runs_without_the_worker_package(tmp_path: Path) -> None:
+    """The image's model stage copies builder/ alone: every command must still register there."""
+    import subprocess
+    import sys
+
+    from handler.settings import REPO_ROOT
+
+    shutil.copytree(REPO_ROOT / "builder", tmp_path / "builder")
+    done = subprocess.run([sys.executable, "-m", "builder", "--help"], cwd=tmp_path, capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "warm" in done.stdout and "bake" in done.stdout
