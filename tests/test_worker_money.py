@@ -74,10 +74,16 @@ async def test_identical_concurrent_misses_generate_once(tiny_app: App) -> None:
 
 
 async def test_errors_are_not_cached(tiny_app: App) -> None:
-    bad = deterministic("x" * 40_000)
+    """An error the engine gives (the prompt is longer than the model's context) is never cached:
+    the same request, cache on, reaches the engine again and is refused again."""
+    words = " ".join(f"w{i}" for i in range(3000))  # under MAX_PROMPT_CHARS, over the tiny model's 2048 tokens
+    bad = deterministic(words)
+    budget = (await tiny_app.worker()).budget
+    jobs_before = (await budget.state()).jobs
     for _ in range(2):
         err = orjson.loads((await ask(tiny_app, bad))["error"])
-        assert err["type"] == "validation_error"
+        assert err["type"] == "validation_error" and "the engine refused" in err["message"], err  # from vLLM
+    assert (await budget.state()).jobs == jobs_before + 2  # both reached the engine and were billed
 
 
 async def test_concurrent_jobs_and_overhead_add_up_to_the_worker_seconds(tiny_app: App) -> None:
