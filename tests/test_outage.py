@@ -97,7 +97,8 @@ async def test_budget_closed_refuses_during_the_outage(server: RedisServer, stor
     state = await budget.state()
     assert not state.stale
     assert (state.spent_usd, state.reserved_usd) == (pytest.approx(0.15), 0.0)  # the replay set the exposure too
-    assert await budget.reserve("after", 0.1)
+    after = await budget.reserve("after", 0.1)
+    assert after.day == budget.today() and (await budget.state()).reserved_usd == pytest.approx(0.1)
 
 
 async def test_budget_open_spends_its_share_and_reconciles(

@@ -49,19 +49,24 @@ async def test_default_max_tokens_applies_when_none_given(tiny_app: App) -> None
 
 async def test_chat_job_uses_the_chat_template(tiny_app: App) -> None:
     out = await tiny_app.handler(
-        job({"messages": [{"role": "user", "content": "hi"}], "sampling_params": {"max_tokens": 4}, "cache": NO_CACHE})
-    )
+        job({"messages": [{"role": "user", "content": "hi"}], "sampling_params": {"max_tokens": 4, "ignore_eos": True},
+             "cache": NO_CACHE})
+    )  # fmt: skip
     plain = await tiny_app.handler(job({"prompt": "hi", "sampling_params": {"max_tokens": 4}, "cache": NO_CACHE}))
     # the template wraps the message in role markers: more prompt tokens than the bare text
     assert out["usage"]["prompt_tokens"] > plain["usage"]["prompt_tokens"]
-    assert out["usage"]["completion_tokens"] <= 4
+    assert out["usage"]["completion_tokens"] == 4
 
 
 @pytest.mark.parametrize(
     ("route", "body", "kind"),
     [
-        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}, "chat.completion"),
-        ("/v1/completions", {"prompt": "hi", "max_tokens": 5}, "text_completion"),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "ignore_eos": True},
+            "chat.completion",
+        ),
+        ("/v1/completions", {"prompt": "hi", "max_tokens": 5, "ignore_eos": True}, "text_completion"),
         ("/v1/models", {}, "list"),
     ],
 )
@@ -71,24 +76,24 @@ async def test_openai_routes_answer_in_openai_shape(tiny_app: App, route: str, b
     if kind == "list":
         assert out["data"][0]["id"] == tiny_app.model.name
     else:
-        assert out["usage"]["completion_tokens"] <= 5
-        assert out["choices"][0]["finish_reason"] in {"length", "stop"}
+        assert out["usage"]["completion_tokens"] == 5  # ignore_eos: exactly max_tokens
+        assert out["choices"][0]["finish_reason"] == "length"
 
 
 async def test_batch_runs_items_in_order_and_fails_one_by_one(tiny_app: App) -> None:
     items = [
-        {"prompt": "one", "sampling_params": {"max_tokens": 3, "temperature": 0}},
+        {"prompt": "one", "sampling_params": {"max_tokens": 3, "temperature": 0, "ignore_eos": True}},
         {"prompt": "", "sampling_params": {"max_tokens": 3}},
-        {"prompt": "three", "sampling_params": {"max_tokens": 6, "temperature": 0}},
+        {"prompt": "three", "sampling_params": {"max_tokens": 6, "temperature": 0, "ignore_eos": True}},
         {"prompt": "four", "sampling_params": {"max_tokens": 99_999}},
     ]
     out = await tiny_app.handler(job({"requests": items}))
     results = out["results"]
     assert len(results) == 4
-    assert results[0]["usage"]["completion_tokens"] <= 3
+    assert results[0]["usage"]["completion_tokens"] == 3
     assert results[1]["error"]["type"] == "validation_error"
     assert results[1]["error"]["field"] == "requests.1.prompt"
-    assert results[2]["usage"]["completion_tokens"] <= 6
+    assert results[2]["usage"]["completion_tokens"] == 6
     assert results[3]["error"]["field"] == "requests.3.sampling_params.max_tokens"
     assert out["failed"] == 2
     assert out["usage"]["completion_tokens"] == sum(results[i]["usage"]["completion_tokens"] for i in (0, 2))
@@ -109,13 +114,14 @@ async def test_stream_aggregates_to_the_plain_answer(tiny_app: App) -> None:
 
 
 async def test_openai_stream_yields_raw_chunks(tiny_app: App) -> None:
-    body = {"messages": [{"role": "user", "content": "go"}], "max_tokens": 6, "temperature": 0, "stream": True}
+    body = {"messages": [{"role": "user", "content": "go"}], "max_tokens": 6, "temperature": 0, "stream": True,
+            "ignore_eos": True}  # fmt: skip
     pieces = [
         p async for p in tiny_app.generator_handler(job({"openai_route": "/v1/chat/completions", "openai_input": body}))
     ]
     chunks = [p for p in pieces if p.get("object") == "chat.completion.chunk"]
     assert chunks, pieces
-    assert "usage" in pieces[-1]
+    assert pieces[-1]["usage"]["completion_tokens"] == 6
 
 
 async def test_many_concurrent_jobs_all_answer(tiny_app: App) -> None:
@@ -149,8 +155,9 @@ async def test_bad_input_names_the_field_and_the_worker_keeps_serving(
     err = error_of(await tiny_app.handler(job(input_)))
     assert err["type"] == "validation_error"
     assert err["field"] == field
-    ok = await tiny_app.handler(job({"prompt": "still here", "sampling_params": {"max_tokens": 2}, "cache": NO_CACHE}))
-    assert ok["usage"]["completion_tokens"] <= 2
+    params = {"max_tokens": 2, "ignore_eos": True}
+    ok = await tiny_app.handler(job({"prompt": "still here", "sampling_params": params, "cache": NO_CACHE}))
+    assert ok["usage"]["completion_tokens"] == 2
 
 
 async def test_prompt_over_the_context_length_is_a_validation_error(tiny_app: App) -> None:
