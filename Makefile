@@ -42,7 +42,7 @@ demo: setup models
 
 test: setup models $(AWQ_VENV)/.stamp
 	scripts/ensure_redis.sh
-	$(VENV)/bin/python -m pytest
+	FRUGAL_STRICT=1 $(VENV)/bin/python -m pytest
 
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check .

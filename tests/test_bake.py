@@ -15,11 +15,12 @@ from builder.errors import SourceError
 from builder.manifest import read_manifest
 from handler.model import resolve_model
 from handler.settings import Settings
+from tests.prerequisites import needs_tiny
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "models" / "tiny"
 
-pytestmark = pytest.mark.skipif(not (TINY / "manifest.json").is_file(), reason="models/tiny not built (make models)")
+pytestmark = needs_tiny
 
 
 def worker_settings(dest: Path) -> Settings:

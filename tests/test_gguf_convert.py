@@ -18,11 +18,12 @@ from builder.gguf_convert import GgufHeader, check_supported
 from builder.gguf_source import KNOWN
 from builder.manifest import check_files, read_manifest
 from builder.model_files import staging_dir
+from tests.prerequisites import needs_engine_venv
 
 REPO = Path(__file__).resolve().parents[1]
 ENGINE_PY = REPO / ".venv-engine" / "bin" / "python"
 SMOLLM2 = KNOWN["smollm2"]
-needs_engine = pytest.mark.skipif(not ENGINE_PY.exists(), reason="engine venv (.venv-engine) not installed")
+needs_engine = needs_engine_venv
 
 # Writes a small GGUF by hand: argv = path, architecture, numpy dtype of its one tensor.
 WRITE_GGUF = """

@@ -17,13 +17,12 @@ from pathlib import Path
 import pytest
 
 from builder.manifest import check_files, read_manifest
+from tests.prerequisites import needs_awq, needs_tiny
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "models" / "tiny"
 AWQ_PYTHON = ROOT / ".venv-awq" / "bin" / "python"
 
-needs_awq = pytest.mark.skipif(not AWQ_PYTHON.is_file(), reason="AWQ venv not built (make .venv-awq/.stamp)")
-needs_tiny = pytest.mark.skipif(not (TINY / "manifest.json").is_file(), reason="models/tiny not built (make models)")
 
 SKEW = r"""
 import shutil, sys, torch

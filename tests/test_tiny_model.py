@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from builder.manifest import check_files, read_manifest
+from tests.prerequisites import needs_engine_venv
 
 REPO = Path(__file__).resolve().parents[1]
 ENGINE_PY = REPO / ".venv-engine" / "bin" / "python"
 
-pytestmark = pytest.mark.skipif(not ENGINE_PY.exists(), reason="engine venv (.venv-engine) not installed")
+pytestmark = needs_engine_venv
 
 CHECK_SCRIPT = """
 import json, sys, torch
