@@ -262,15 +262,11 @@ class App:
             return
         self._retired = True
         try:
-            state = await self._worker.budget.retire(self._overhead_usd())
+            state = await self._worker.budget.retire(self._worker.overhead_usd())
             log.info("worker stops: budget %s spent %.6f USD (overhead %.6f)", state.day, state.spent_usd,
                      state.overhead_usd)  # fmt: skip
         except Exception:
             log.exception("budget: the last settlement failed")
-
-    def _overhead_usd(self) -> dict[str, float]:
-        assert self._worker is not None
-        return self._worker.overhead_usd()
 
     def _on_sigterm(self) -> None:
         if not self.draining:

@@ -77,8 +77,8 @@ class Worker:
         self._clock = clock
         self._pending: set[asyncio.Task[None]] = set()
         self.in_flight = InFlight()
-        self.chars_per_token = 1.0  # the fewest prompt characters per token seen (1.0: a safe floor)
-        self._chars_measured = False
+        # half the fewest prompt characters per token measured; None: none yet (1.0 is used, a safe floor)
+        self.chars_per_token: float | None = None
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -289,7 +289,7 @@ class Worker:
 
     def _work_bound(self, req: EngineRequest) -> float:
         """The most work the request can do: its prompt's tokens at most, every answer to max_tokens."""
-        prompt = prompt_tokens_bound(req.prompt_chars, self.chars_per_token)
+        prompt = prompt_tokens_bound(req.prompt_chars, self.chars_per_token or 1.0)
         tokens = req.max_tokens or self.settings.default_max_tokens
         return work_units(prompt, tokens * req.completions)
 
@@ -301,7 +301,7 @@ class Worker:
         budget_work = max_work_for_cost(req.max_cost_usd, self.hourly_rate, pace)
         if budget_work == float("inf"):  # nothing is priced: nothing to cap
             return req, False
-        prompt_work = work_units(prompt_tokens_bound(req.prompt_chars, self.chars_per_token), 0)
+        prompt_work = work_units(prompt_tokens_bound(req.prompt_chars, self.chars_per_token or 1.0), 0)
         allowed = int((budget_work - prompt_work) / req.completions)
         tokens = req.max_tokens or self.settings.default_max_tokens
         if allowed >= tokens:
@@ -321,9 +321,7 @@ class Worker:
         if tokens >= 8 and chars >= 8:
             # half the fewest seen: a later prompt may tokenize worse (code, other languages)
             ratio = chars / tokens / 2
-            if not self._chars_measured or ratio < self.chars_per_token:
-                self.chars_per_token = ratio
-                self._chars_measured = True
+            self.chars_per_token = ratio if self.chars_per_token is None else min(self.chars_per_token, ratio)
 
     def _job_fields(self, cost: float, timer: _Timer, state: BudgetState) -> dict[str, Any]:
         return {"cached": False, "cost_usd": cost, "timings": timer.timings(), "budget": state.to_dict()}

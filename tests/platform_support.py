@@ -11,15 +11,18 @@ life that does not come from the platform.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import runpod
 
-from devtools.platform import Endpoint, EndpointConfig, Limits
+from devtools.platform import Endpoint, EndpointConfig, Limits, Platform
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ECHO_WORKER = [sys.executable, "-m", "devtools.platform.echo_worker"]
@@ -101,3 +104,17 @@ class ProcWatch:
             await asyncio.sleep(poll)
         self.exited_at = time.monotonic()
         return self.exited_at
+
+
+@contextlib.asynccontextmanager
+async def running_platform(monkeypatch: Any, limits: Limits | None = None) -> AsyncIterator[Platform]:
+    """A platform with the runpod SDK pointed at it; every worker's log is printed at the end
+    (pytest shows it when the test fails). The tests' `platform` fixtures use it."""
+    async with Platform(limits=limits) as server:
+        monkeypatch.setattr(runpod, "endpoint_url_base", f"{server.url}/v2")
+        monkeypatch.setattr(runpod, "api_key", API_KEY)
+        try:
+            yield server
+        finally:
+            for ep in server.endpoints.values():
+                dump_logs(ep)

@@ -23,7 +23,7 @@ from handler.budget import Budget, BudgetState
 from handler.settings import load_settings
 from handler.store import RedisStore
 from tests.engine_support import require_model, worker_env
-from tests.platform_support import API_KEY, REPO_ROOT, Client, ProcWatch, dump_logs, wait_status
+from tests.platform_support import API_KEY, REPO_ROOT, Client, ProcWatch, running_platform, wait_status
 
 pytestmark = [pytest.mark.engine, pytest.mark.redis]
 PER_SECOND = 1.0  # USD per worker-second: a dollar figure is a number of seconds
@@ -32,14 +32,8 @@ PER_SECOND = 1.0  # USD per worker-second: a dollar figure is a number of second
 @pytest.fixture
 async def platform(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Platform]:
     require_model("tiny")
-    async with Platform() as server:
-        monkeypatch.setattr(runpod, "endpoint_url_base", f"{server.url}/v2")
-        monkeypatch.setattr(runpod, "api_key", API_KEY)
-        try:
-            yield server
-        finally:
-            for ep in server.endpoints.values():
-                dump_logs(ep)
+    async with running_platform(monkeypatch) as server:
+        yield server
 
 
 def worker(redis_url: str, namespace: str, **env: str) -> dict[str, str]:

@@ -19,19 +19,21 @@ import pytest
 import runpod
 
 from devtools.platform import Platform
-from tests.platform_support import API_KEY, FAST, Client, ProcWatch, dump_logs, echo_config, wait_status
+from tests.platform_support import (
+    API_KEY,
+    FAST,
+    Client,
+    ProcWatch,
+    echo_config,
+    running_platform,
+    wait_status,
+)
 
 
 @pytest.fixture
 async def platform(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Platform]:
-    async with Platform(limits=FAST) as server:
-        monkeypatch.setattr(runpod, "endpoint_url_base", f"{server.url}/v2")
-        monkeypatch.setattr(runpod, "api_key", API_KEY)
-        try:
-            yield server
-        finally:
-            for ep in server.endpoints.values():
-                dump_logs(ep)
+    async with running_platform(monkeypatch, FAST) as server:
+        yield server
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import runpod
 
 from devtools.platform import EndpointConfig, Platform
 from tests.engine_support import require_model, worker_env
-from tests.platform_support import API_KEY, REPO_ROOT, dump_logs
+from tests.platform_support import REPO_ROOT, running_platform
 
 pytestmark = pytest.mark.engine
 RATE = 3.6  # USD per worker-hour: a tenth of a cent per second
@@ -21,14 +21,8 @@ RATE = 3.6  # USD per worker-hour: a tenth of a cent per second
 @pytest.fixture
 async def platform(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Platform]:
     require_model("tiny")
-    async with Platform() as server:
-        monkeypatch.setattr(runpod, "endpoint_url_base", f"{server.url}/v2")
-        monkeypatch.setattr(runpod, "api_key", API_KEY)
-        try:
-            yield server
-        finally:
-            for ep in server.endpoints.values():
-                dump_logs(ep)
+    async with running_platform(monkeypatch) as server:
+        yield server
 
 
 async def test_the_real_worker_answers_through_the_sdk_loop_and_is_billed(platform: Platform) -> None:
