@@ -161,7 +161,8 @@ async def test_no_job_costs_more_than_its_bound(tiny_app: App) -> None:
         size = rng.choice([1, 4, 16, 64])
         group, jobs = jobs[:size], jobs[size:]
         outs += await asyncio.gather(*(ask(tiny_app, j, f"bound{len(outs) + k}") for k, j in enumerate(group)))
-    assert len(outs) == 500 and all("error" not in o for o in outs)
+    failed = [o for o in outs if "error" in o]
+    assert len(outs) == 500 and not failed, failed[:3]
     over = [(o["cost_usd"], o["cost_bound_usd"], o["usage"]) for o in outs if o["cost_usd"] > o["cost_bound_usd"]]
     assert not over, over[:5]
     ratios = sorted(o["cost_usd"] / o["cost_bound_usd"] for o in outs)
