@@ -18,12 +18,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from devtools.redis_server import existing_or_new
 from handler import keys
 from handler.budget import Budget
 from handler.cache import CacheOptions, ResponseCache
 from handler.settings import load_settings
 from handler.store import RedisStore
-from tests.redis_server import existing_or_new
 
 SAMPLES = 3000
 WARMUP = 200

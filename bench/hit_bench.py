@@ -16,12 +16,12 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bench.cache_bench import percentile
+from devtools.redis_server import existing_or_new
 from handler import keys
 from handler.app import create_app
 from handler.cache import CacheOptions
 from handler.contract import parse_single
 from tests.engine_support import settings_for
-from tests.redis_server import existing_or_new
 
 SAMPLES = 2000
 WARMUP = 200

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from devtools.redis_server import existing_or_new
 from handler.app import App, create_app
 from handler.store import RedisStore, Store
 from handler.store_embedded import EmbeddedStore
 from tests.engine_support import require_model, settings_for
-from tests.redis_server import existing_or_new
 
 TEST_HOURLY_RATE = "3.6"  # USD per worker hour: a tenth of a cent per second, easy to check
 

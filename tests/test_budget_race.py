@@ -9,12 +9,12 @@ import time
 
 import pytest
 
+from devtools.redis_server import delete_namespace
 from handler import keys
 from handler.budget import Budget
 from handler.errors import BudgetExceeded
 from handler.settings import load_settings
 from handler.store import RedisStore
-from tests.redis_server import delete_namespace
 
 PROCESSES = 8
 JOBS_PER_PROCESS = 60

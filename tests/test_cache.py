@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
+from devtools.redis_server import delete_namespace
 from handler import keys
 from handler.cache import CacheOptions, ResponseCache
 from handler.settings import load_settings
 from handler.store import RedisStore, Store
-from tests.redis_server import delete_namespace
 
 FINGERPRINT = {"model": "tiny", "revision": "r1", "quantization": "", "dtype": "float32"}
 ROUTE = "/v1/completions"

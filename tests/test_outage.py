@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from devtools.redis_server import RedisServer
 from handler import keys
 from handler.budget import Budget
 from handler.cache import CacheOptions, ResponseCache
 from handler.errors import BudgetExceeded, BudgetUnavailable, ConfigError, StoreUnavailable
 from handler.settings import load_settings
 from handler.store import RETRY_AFTER_S, RedisStore, open_store
-from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
 
