@@ -27,12 +27,13 @@ from typing import Any
 
 import orjson
 
-from handler.billing import Meter
+from handler.billing import Meter, cost_usd
 from handler.budget import Budget, BudgetState, ExhaustedHook
 from handler.cache import ResponseCache
 from handler.engine import EngineManager
 from handler.engine_command import answer_fingerprint
 from handler.errors import ConfigError, InternalError, WorkerError
+from handler.exposure import PROCESS_START_S, fleet_margin_seconds, idle_tail_seconds
 from handler.model import resolve_model
 from handler.rates import hourly_rate
 from handler.settings import Settings
@@ -138,11 +139,19 @@ class App:
                             self.settings,
                             holder=self.settings.runpod_pod_id or None,
                             on_exhausted=self._on_exhausted,
+                            margin_usd=self._fleet_margin_usd(),
                         ),
                         meter=self.meter,
                         hourly_rate=self.rate,
                     )
         return self._worker
+
+    def _fleet_margin_usd(self) -> float:
+        """What the budget keeps free of jobs for workers the endpoint may still start."""
+        s = self.settings
+        boot = PROCESS_START_S + (s.worker_boot_seconds if s.bill_initializing else 0.0)
+        tail = idle_tail_seconds(s.endpoint_idle_timeout, s.budget_heartbeat_seconds)
+        return cost_usd(fleet_margin_seconds(s.endpoint_workers_max, boot, tail), self.rate)
 
     def _failed(self, exc: WorkerError) -> dict[str, Any]:
         out = error_output(exc)
@@ -203,7 +212,7 @@ class App:
             return 0
         if self.engine.ready:
             return self.settings.max_concurrency
-        if self.settings.engine_start == "boot" and self._early is not None and not self._early.done():
+        if self.settings.engine_start_mode == "boot" and self._early is not None and not self._early.done():
             return 0
         return min(self.settings.cold_concurrency, self.settings.max_concurrency)
 
@@ -213,11 +222,11 @@ class App:
         if self._heartbeat is not None:
             return
         loop = asyncio.get_running_loop()
-        if self.settings.engine_start == "lazy":
+        if self.settings.engine_start_mode == "lazy":
             self.meter.worker_ready()
         else:  # boot: ready for jobs once the engine runs; background: ready now, the engine beside
             self._early = loop.create_task(self._start_engine_early(), name="engine-early-start")
-            if self.settings.engine_start == "background":
+            if self.settings.engine_start_mode == "background":
                 self.meter.worker_ready()
         self._heartbeat = loop.create_task(self._beat_forever(), name="budget-heartbeat")
         if self.handle_sigterm and threading.current_thread() is threading.main_thread():
@@ -231,7 +240,7 @@ class App:
         try:
             await self.engine.ensure_started()
         except WorkerError as exc:  # the next miss tries again and reports it; jobs are taken anyway
-            log.error("engine start at %s failed: %s", self.settings.engine_start, exc.message)
+            log.error("engine start at %s failed: %s", self.settings.engine_start_mode, exc.message)
         finally:
             self.meter.engine_ready()
             self.meter.worker_ready()
@@ -262,7 +271,7 @@ class App:
             return
         self._retired = True
         try:
-            state = await self._worker.budget.retire(self._worker.overhead_usd())
+            state = await self._worker.budget.retire(self._worker.overhead_usd(exiting=True))
             log.info("worker stops: budget %s spent %.6f USD (overhead %.6f)", state.day, state.spent_usd,
                      state.overhead_usd)  # fmt: skip
         except Exception:
@@ -280,7 +289,7 @@ class App:
         if self._jobs_running:
             log.warning("SIGTERM: %d job(s) still running after %.0f s; stopping", self._jobs_running, DRAIN_SECONDS)
         await self.aclose()
-        raise SystemExit(0)
+        asyncio.get_running_loop().call_soon(_exit_loop)  # out of a task: no "exception never retrieved"
 
     async def aclose(self) -> None:
         self._stopping.set()
@@ -296,6 +305,10 @@ class App:
         await self.retire()  # after the engine's stop: its seconds are billed too
         if self._store is not None:
             await self._store.close()
+
+
+def _exit_loop() -> None:
+    raise SystemExit(0)
 
 
 def create_app(

@@ -64,6 +64,7 @@ class Budget:
         alerter: Alerter | None = None,
         on_exhausted: ExhaustedHook | None = None,
         hold_ttl: float | None = None,
+        margin_usd: float = 0.0,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -73,6 +74,8 @@ class Budget:
         self._ns = settings.budget_namespace
         self._limit = to_micro(settings.daily_budget_usd) if settings.daily_budget_usd > 0 else -1
         self._alert_at = int(self._limit * settings.budget_alert_threshold) if self._limit >= 0 else -1
+        # jobs are admitted under the limit less `margin_usd`, kept for workers that may still start
+        self._margin = min(ceil_micro(margin_usd), self._limit) if self._limit >= 0 else 0
         self.alerter = alerter or Alerter(settings.budget_alert_webhook, endpoint_id=settings.runpod_endpoint_id)
         self._on_exhausted = on_exhausted
         ttl = hold_ttl if hold_ttl is not None else max(HOLD_MIN_S, HOLD_HEARTBEATS * settings.budget_heartbeat_seconds)
@@ -99,7 +102,7 @@ class Budget:
         await self.reconcile()
         hold = self._hold_of(day, amount)
         try:
-            outcome = await self.store.budget_reserve(self._keys(day), hold, self._limit, self._alert_at)
+            outcome = await self.store.budget_reserve(self._keys(day), hold, self._admit_limit(), self._alert_at)
         except StoreUnavailable as exc:
             self._not_applied(day, hold)
             if self.settings.budget_fail_mode == "closed":
@@ -185,6 +188,9 @@ class Budget:
     # --- bookkeeping ---------------------------------------------------------------
     def _keys(self, day: str) -> keys.BudgetKeys:
         return keys.budget_day(self._ns, day)
+
+    def _admit_limit(self) -> int:
+        return self._limit - self._margin if self._limit >= 0 else -1
 
     def _hold_of(self, day: str, target: int) -> Hold:
         """The change that takes this worker's reservation of `day` to `target`. Changes, not values:
@@ -304,16 +310,17 @@ class Budget:
         state = self._state(day, stale=False)
         spent = self._known.get(day, BudgetCounts(0, 0, 0)).spent
         # Exhausted: even if every other worker's reservation came to nothing, this would not fit.
-        if spent + amount > self._limit and day not in self._exhausted_days:
+        if spent + amount > self._admit_limit() and day not in self._exhausted_days:
             self._exhausted_days.add(day)
             log.warning("daily budget exhausted for %s: refusing jobs that would run the engine", day)
             if self._on_exhausted is not None:
                 await self._call_hook(state)
         limit = (self._limit or 0) / MICRO
+        kept = f", less {self._margin / MICRO:.6f} USD kept for workers that may still start," if self._margin else ""
         raise BudgetExceeded(
             f"daily budget exceeded: this worker may be billed up to {amount / MICRO:.6f} USD more with this job, "
             f"but only {max(0.0, state.remaining_usd or 0.0):.6f} USD of the {limit:.2f} USD daily budget "
-            f"({day}, {self.settings.budget_timezone}) is left unreserved"
+            f"({day}, {self.settings.budget_timezone}){kept} is left unreserved"
         )
 
     async def _call_hook(self, state: BudgetState) -> None:

@@ -6,8 +6,12 @@ their worst cases but the longest of them, where each job's worst case counts
 the work admitted before it (it may wait behind that work) plus its own, at the
 slowest measured pace. On top come the engine's start-up when a job needs an
 engine that is not running, and the idle tail after the last job: the
-endpoint's idle timeout before RunPod scales the worker down, plus one heartbeat
-of overhead not yet settled.
+endpoint's idle timeout before RunPod scales the worker down, one heartbeat of
+overhead not yet settled, and the process's exit.
+
+The whole endpoint also keeps a margin free of jobs: workers RunPod may still
+start for queued jobs are billed their boot and idle tail even when they refuse
+every job (`fleet_margin_seconds`).
 
 Work is in units of `handler.billing.work_units` (completion tokens plus
 weighted prompt tokens); times are seconds on the worker's monotonic clock.
@@ -18,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 REQUEST_FLOOR_S = 1.0  # a request's fixed cost beyond its tokens (HTTP, scheduling), whatever its size
+PROCESS_START_S = 2.0  # a worker's process to ready for jobs (0.9 s measured, bench/cold_start_bench.py)
+EXIT_ALLOWANCE_S = 1.0  # a worker's life after its last settlement (engine stopped, interpreter exit)
 
 
 def prompt_tokens_bound(prompt_chars: int, chars_per_token: float) -> float:
@@ -78,6 +84,19 @@ class InFlight:
             (job.worst if job.ends_by is None else max(0.0, job.ends_by - now) for job in self._jobs.values()),
             default=0.0,
         )
+
+
+def idle_tail_seconds(idle_timeout_s: float, heartbeat_s: float) -> float:
+    """What a worker is billed after its last job however it ends: the endpoint's idle timeout,
+    one heartbeat not yet settled, and its process closing after the last settlement."""
+    return max(0.0, idle_timeout_s) + max(0.0, heartbeat_s) + EXIT_ALLOWANCE_S
+
+
+def fleet_margin_seconds(workers_max: int, boot_s: float, tail_s: float) -> float:
+    """Worker-seconds the budget keeps free for workers RunPod may still start: each one is billed
+    its boot and its idle tail even if it refuses every job, and the endpoint starts up to
+    `workers_max` of them for jobs that queue (after that, `BUDGET_SCALE_TO_ZERO` stops starts)."""
+    return max(0, workers_max) * (max(0.0, boot_s) + max(0.0, tail_s))
 
 
 def exposure_seconds(remaining_jobs_s: float, engine_start_s: float, idle_tail_s: float) -> float:

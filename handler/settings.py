@@ -74,10 +74,11 @@ class Settings(BaseModel):
         description="vLLM's cache folder (compiled graphs); empty: the model's own `vllm-cache` folder when it "
         "has one (`builder warm`), else vLLM's default.",
     )
-    engine_start: Literal["lazy", "boot", "background"] = Field(
-        "lazy",
+    engine_start: Literal["auto", "lazy", "boot", "background"] = Field(
+        "auto",
         description="When the engine starts: on the first cache miss (lazy), before the worker takes jobs (boot), "
-        "or at once beside the jobs (background).",
+        "or at once beside the jobs (background); auto: lazy where RunPod bills start-up (BILL_INITIALIZING), "
+        "else boot, whose engine start is then unbilled.",
     )
     cold_concurrency: int = Field(
         4, ge=1, description="Jobs a worker takes at once while its engine is cold (lazy, background)."
@@ -142,7 +143,10 @@ class Settings(BaseModel):
         5.0, ge=0, description="The endpoint's idle timeout: billed idle seconds after the last job."
     )
     endpoint_workers_max: int = Field(
-        3, ge=1, description="The endpoint's workers max (BUDGET_FAIL_MODE=open: each spends its share)."
+        3,
+        ge=1,
+        description="The endpoint's workers max: the budget keeps room for that many worker starts; with "
+        "BUDGET_FAIL_MODE=open each spends its share.",
     )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Worker log level.")
@@ -176,6 +180,13 @@ class Settings(BaseModel):
         if parts.scheme != "unix" and not parts.hostname:
             raise ValueError("no host")
         return value
+
+    @property
+    def engine_start_mode(self) -> Literal["lazy", "boot", "background"]:
+        """ENGINE_START with `auto` resolved for the bill's start-up rule."""
+        if self.engine_start == "auto":
+            return "lazy" if self.bill_initializing else "boot"
+        return self.engine_start
 
     @property
     def extra_args(self) -> list[str]:

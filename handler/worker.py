@@ -25,7 +25,15 @@ from handler.contract import MODELS_ROUTE, EngineRequest, Job, parse_job
 from handler.engine import EngineManager
 from handler.engine_command import ModelRef
 from handler.errors import ValidationFailed, WorkerError
-from handler.exposure import REQUEST_FLOOR_S, InFlight, exposure_seconds, max_work_for_cost, prompt_tokens_bound
+from handler.exposure import (
+    EXIT_ALLOWANCE_S,
+    REQUEST_FLOOR_S,
+    InFlight,
+    exposure_seconds,
+    idle_tail_seconds,
+    max_work_for_cost,
+    prompt_tokens_bound,
+)
 from handler.responses import StreamAccumulator, openai_finish, sum_usage, text_result, usage_of
 from handler.settings import Settings
 
@@ -271,13 +279,16 @@ class Worker:
             estimate = self.engine.last_start_seconds or self.settings.engine_start_estimate_seconds
             since = self.engine.starting_since
             engine_s = estimate - (self._clock() - since) if since is not None else estimate
-        tail = self.settings.endpoint_idle_timeout + self.settings.budget_heartbeat_seconds
+        tail = idle_tail_seconds(self.settings.endpoint_idle_timeout, self.settings.budget_heartbeat_seconds)
         seconds = exposure_seconds(self.in_flight.remaining_seconds(self._clock()), engine_s, tail)
         return cost_usd(seconds, self.hourly_rate)
 
-    def overhead_usd(self) -> dict[str, float]:
-        """The worker's overhead so far by kind (boot not counted where RunPod bills no start-up)."""
+    def overhead_usd(self, *, exiting: bool = False) -> dict[str, float]:
+        """The worker's overhead so far by kind (boot not counted where RunPod bills no start-up);
+        `exiting`: the last settlement, which also counts the process's exit as idle."""
         seconds = self.meter.overhead_by_kind()
+        if exiting:
+            seconds["idle"] += EXIT_ALLOWANCE_S
         if not self.settings.bill_initializing:
             seconds["boot"] = 0.0
         return {kind: cost_usd(s, self.hourly_rate) for kind, s in seconds.items()}

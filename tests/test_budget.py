@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
+from devtools.redis_server import delete_namespace
 from handler.alerts import Alerter
 from handler.budget import Budget, BudgetState
 from handler.errors import BudgetExceeded, ConfigError
 from handler.rates import hourly_rate
 from handler.settings import load_settings
 from handler.store import Store
-from tests.redis_server import delete_namespace
 
 DAY_ONE = 1_794_908_800.0  # 2026-11-17 09:46:40 UTC
 
@@ -390,3 +390,24 @@ async def test_zero_and_sub_micro_amounts_settle_release_and_lapse(store: Store,
     assert state.reserved_usd == pytest.approx(0.25) and state.spent_usd < 2e-6
     await budget.settle(after, 0.25, 0.0)
     assert (await make_budget(store, namespace).state()).spent_usd == pytest.approx(0.25, abs=2e-6)
+
+
+async def test_a_margin_is_kept_free_of_jobs_for_workers_yet_to_start(store: Store, namespace: str) -> None:
+    """$1 limit, $0.3 kept for workers RunPod may still start: jobs fit under $0.7; overhead does not ask."""
+    calls: list[BudgetState] = []
+
+    async def hook(state: BudgetState) -> None:
+        calls.append(state)
+
+    budget = make_budget(store, namespace, margin_usd=0.3, on_exhausted=hook)
+    await run_job(budget, "a", 0.5)
+    with pytest.raises(BudgetExceeded) as refused:
+        await budget.reserve("b", 0.25)  # 0.5 + 0.25 > 1.0 - 0.3
+    assert "less 0.300000 USD kept for workers that may still start" in refused.value.message
+    assert len(calls) == 1  # no job of that size fits even with no reservation: exhausted
+    await budget.reserve("c", 0.2)  # 0.5 + 0.2 = 0.7 fits exactly
+    # a worker that starts now is billed anyway: its overhead and idle tail are counted past 0.7
+    late = make_budget(store, namespace, margin_usd=0.3)
+    state = await late.accrue({"boot": 0.1}, 0.15)
+    assert (state.spent_usd, state.reserved_usd) == (pytest.approx(0.6), pytest.approx(0.35))
+    assert state.spent_usd + state.reserved_usd <= 1.0  # within the limit: the margin paid for it

@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from handler.app import App, create_app
+from handler.exposure import EXIT_ALLOWANCE_S
 from tests.engine_support import require_model, settings_for
 
 pytestmark = pytest.mark.engine
@@ -90,7 +91,7 @@ async def test_idle_stop_lazy_restart_and_crash_recovery() -> None:
         # the budget stays exact: every second billed to a job, the crashed one included, is spent
         await app.beat()  # and the overhead up to now
         state = await (await app.worker()).budget.state()
-        tail = app.settings.endpoint_idle_timeout + app.settings.budget_heartbeat_seconds
+        tail = app.settings.endpoint_idle_timeout + app.settings.budget_heartbeat_seconds + EXIT_ALLOWANCE_S
         assert state.reserved_usd == pytest.approx(tail * app.rate / 3600, abs=1e-6)  # idle: its tail only
         jobs_seconds = app.meter.running_seconds() - app.meter.overhead_seconds()
         costs = [o.get("cost_usd") for o in (first, second, warm, failed, recovered)]

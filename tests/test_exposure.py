@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 
 from handler.exposure import (
+    EXIT_ALLOWANCE_S,
     REQUEST_FLOOR_S,
     InFlight,
     exposure_seconds,
+    fleet_margin_seconds,
+    idle_tail_seconds,
     job_worst_seconds,
     max_work_for_cost,
     prompt_tokens_bound,
@@ -50,3 +53,11 @@ def test_prompt_bound_and_cost_cap() -> None:
     assert max_work_for_cost(0.0005, 3.6, 0.05) < 0  # not even the floor
     assert max_work_for_cost(0.0, 3.6, 0.05) == float("inf")
     assert max_work_for_cost(0.001, 0.0, 0.05) == float("inf")
+
+
+def test_the_idle_tail_and_the_fleet_margin_by_hand() -> None:
+    # idle timeout 5 s, heartbeat 5 s, then the process's exit
+    assert idle_tail_seconds(5.0, 5.0) == pytest.approx(10.0 + EXIT_ALLOWANCE_S)
+    # three workers that may still start, each booting 4 s then idling its 11 s tail
+    assert fleet_margin_seconds(3, 4.0, 11.0) == pytest.approx(45.0)
+    assert fleet_margin_seconds(0, 4.0, 11.0) == 0.0

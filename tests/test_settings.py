@@ -78,3 +78,10 @@ def test_a_bad_redis_url_stops_the_worker_at_start(url: str, problem: str) -> No
 def test_good_redis_urls_pass() -> None:
     for url in ("redis://127.0.0.1:6379/0", "rediss://:pw@redis.example.com:6380/1", "unix:///run/redis.sock"):
         assert load_settings({"REDIS_URL": url}).redis_url == url
+
+
+def test_engine_start_auto_follows_the_start_up_billing_rule() -> None:
+    assert load_settings({}).engine_start_mode == "lazy"  # start-up billed: start the engine on a miss only
+    assert load_settings({"BILL_INITIALIZING": "false"}).engine_start_mode == "boot"  # the start is unbilled
+    given = {"BILL_INITIALIZING": "false", "ENGINE_START": "background"}
+    assert load_settings(given).engine_start_mode == "background"  # a given mode stands

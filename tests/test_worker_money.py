@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from handler.app import App, create_app
-from handler.exposure import REQUEST_FLOOR_S
+from handler.exposure import EXIT_ALLOWANCE_S, REQUEST_FLOOR_S
 from tests.engine_support import settings_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.redis]
@@ -117,13 +117,16 @@ async def test_budget_refuses_before_the_engine_starts(redis_url: str) -> None:
         out = await ask(app, {"prompt": "expensive", "sampling_params": {"max_tokens": 64}})
         err = orjson.loads(out["error"])
         assert err["type"] == "budget_exceeded"
+        # the default fleet (3 workers) keeps 3 x (2 s process start + 2 s boot + 5 s idle + 5 s heartbeat + 1 s exit)
+        assert "less 0.045000 USD kept for workers that may still start" in err["message"], err
         assert app.engine.starts == 0  # refused before paying for an engine start
         await app.beat()  # a heartbeat settles the overhead so far
         state = await (await app.worker()).budget.state()
         assert state.jobs_usd == 0 and state.jobs == 0
         assert state.spent_usd > 0 and state.spent_usd == state.overhead_usd  # overhead only
         assert state.overhead_usd == pytest.approx(state.boot_usd + state.idle_usd, abs=1e-9)  # boot and idle
-        tail = (app.settings.endpoint_idle_timeout + app.settings.budget_heartbeat_seconds) * 3.6 / 3600
+        s = app.settings
+        tail = (s.endpoint_idle_timeout + s.budget_heartbeat_seconds + EXIT_ALLOWANCE_S) * 3.6 / 3600
         assert state.reserved_usd == pytest.approx(tail, abs=1e-6)  # the worker's idle tail, nothing more
     finally:
         await app.aclose()
