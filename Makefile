@@ -10,10 +10,10 @@ MODELS := models
 TINY := $(MODELS)/tiny
 SMOLLM2 := $(MODELS)/smollm2
 
-.PHONY: setup demo test lint bench quality clean models
+.PHONY: setup demo test lint bench replay quality clean models
 setup: $(VENV)/.stamp $(ENGINE_VENV)/.stamp
 
-$(VENV)/.stamp: requirements.txt requirements-dev.txt
+$(VENV)/.stamp: requirements.txt requirements-dev.txt requirements-tools.txt
 	[ -x $(VENV)/bin/python ] || $(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q -r requirements-dev.txt
@@ -51,6 +51,10 @@ lint: $(VENV)/.stamp
 
 bench: setup models
 	$(VENV)/bin/python -m bench
+
+replay: setup models
+	scripts/ensure_redis.sh
+	$(VENV)/bin/python -m bench replay
 
 quality: setup models $(AWQ_VENV)/.stamp
 	$(VENV)/bin/python -m builder quantize $(SMOLLM2) --out $(MODELS)/smollm2-awq --group-size 64

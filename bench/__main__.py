@@ -1,7 +1,8 @@
 """`python -m bench [NAME ...]`: run the benchmarks, print them, write bench/results.json.
 
 Each `bench/<name>_bench.py` exposes `run() -> list[row]`; rows are
-{"metric", "value", "goal", "unit"}. With no names, all of them run.
+{"metric", "value", "goal", "unit"}. With no names, all of them run but the
+replay (`make replay`). Rows are written over the same metrics in results.json.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from bench.report import print_table, save
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["worker", "hit", "cache", "engine", "platform", "cold_start"]  # cheap ones first
+ALONE = {"replay"}  # run only when named (`make replay`): tens of minutes of real cold starts
 
 
 def main(argv: list[str]) -> int:
     found = sorted(p.stem.removesuffix("_bench") for p in HERE.glob("*_bench.py"))
-    names = argv or sorted(found, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
+    default = [n for n in found if n not in ALONE]
+    names = argv or sorted(default, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
     rows = []
     for name in names:
         print(f"== {name}", flush=True)

@@ -17,5 +17,10 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 
 def save(rows: list[dict[str, Any]], path: Path) -> None:
-    clean = [{k: row.get(k) for k in ("metric", "value", "goal", "unit")} for row in rows]
-    path.write_bytes(orjson.dumps(clean, option=orjson.OPT_INDENT_2))
+    """Write `rows` over the rows of the same metrics already in `path` (a bench run alone keeps the others)."""
+    kept: dict[str, dict[str, Any]] = {}
+    if path.is_file():
+        kept = {row["metric"]: row for row in orjson.loads(path.read_bytes()) if isinstance(row, dict)}
+    for row in rows:
+        kept[row["metric"]] = {k: row.get(k) for k in ("metric", "value", "goal", "unit")}
+    path.write_bytes(orjson.dumps(list(kept.values()), option=orjson.OPT_INDENT_2))

@@ -1,4 +1,4 @@
-"""`python -m client COMMAND ...`: cost planning (estimate, compare, plan-budget, spot) and deploy.
+"""`python -m client COMMAND ...`: cost planning (estimate, compare, plan-budget, spot), replay and deploy.
 
 Each command module exposes ``register(subparsers)`` and sets ``func`` (the
 parsed namespace in, an exit code out), as `python -m builder` does. Errors a
@@ -14,7 +14,7 @@ import sys
 
 from client.errors import ClientError
 
-COMMAND_MODULES = ("client.cli_planning", "client.deploy")
+COMMAND_MODULES = ("client.cli_planning", "client.cli_replay", "client.deploy")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from client.cli_projection import estimate_trace, register_trace_flags
+from client.errors import ClientError
 from client.planning import (
     SPOT_CASES,
     cold_starts_per_day,
@@ -31,6 +33,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     prices = prices_of(args)
+    if args.trace:
+        return estimate_trace(args, prices)
+    if args.requests_per_day is None or args.seconds_per_request is None:
+        raise ClientError("estimate: give --requests-per-day and --seconds-per-request, or --trace FILE")
     gpus = [prices.gpu(name) for name in args.gpu] if args.gpu else list(prices.by_vram())
     starts = cold_starts_per_day(args.cold_starts)
     results = [
@@ -158,8 +164,8 @@ def cmd_spot(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("estimate", help="monthly serverless cost, on-demand and spot side by side")
     p.add_argument("--gpu", action="append", help="GPU id or short name (repeatable; default: every GPU)")
-    p.add_argument("--requests-per-day", type=float, required=True)
-    p.add_argument("--seconds-per-request", type=float, required=True)
+    p.add_argument("--requests-per-day", type=float)
+    p.add_argument("--seconds-per-request", type=float)
     p.add_argument("--cold-starts", default="hourly", help="per day: a number, or hourly (24), daily (1), rarely (0.1)")
     p.add_argument("--cold-start-seconds", type=float, default=45.0)
     p.add_argument(
@@ -167,6 +173,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--days", type=int, default=30)
     _common(p)
+    register_trace_flags(p)
     p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("compare", help="self-hosted vs API cost for a token volume")

@@ -4,6 +4,7 @@
     ├── PriceTableError               price file unreadable/invalid, or an unknown GPU/API name
     ├── ConfigFileError               runpod.toml missing, unparsable or with a bad field
     ├── DeployError                   the endpoint create/update call failed
+    ├── TraceError                    a replay trace or configuration is unreadable or invalid
     ├── AttemptFailed                 one endpoint attempt failed; `.reason` says how
     │   └── JobRejected               the worker refused the caller's input (validation_error):
     │                                 raised at once, never retried nor sent to another tier
@@ -50,6 +51,10 @@ class ConfigFileError(ClientError):
 
 
 class DeployError(ClientError):
+    pass
+
+
+class TraceError(ClientError):
     pass
 
 
