@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from handler.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")  # +cluster: Redis Cluster
 
 
 class Settings(BaseModel):
@@ -95,7 +95,11 @@ class Settings(BaseModel):
     default_max_tokens: int = Field(256, ge=1, description="`max_tokens` for jobs that give none.")
 
     # --- cache -------------------------------------------------------------
-    redis_url: str = Field("", description="Redis for the shared cache and budget; empty: in-process store.")
+    redis_url: str = Field(
+        "",
+        description="Redis for the shared cache and budget: redis://, rediss:// (TLS), unix://, or "
+        "redis+cluster:// / rediss+cluster:// (any node of a Redis Cluster); empty: in-process store.",
+    )
     cache_enabled: bool = Field(True, description="Answer deterministic requests from the cache.")
     cache_namespace: str = Field("default", description="Key prefix isolating deployments.")
     cache_ttl: int = Field(86_400, ge=1, description="Seconds a cached answer lives.")

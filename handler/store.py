@@ -15,6 +15,7 @@ not one per job; for a short while after a failure it answers
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import logging
 import time
@@ -24,16 +25,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as redis_asyncio
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, RedisError
+from redis.exceptions import ReadOnlyError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from handler import store_lua
 from handler.errors import ConfigError, StoreUnavailable
 from handler.keys import JOBS_KEEP_SECONDS, STATE_KEEP_SECONDS, BudgetKeys
-from handler.settings import Settings
+from handler.settings import REDIS_SCHEMES, Settings
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +165,15 @@ def _outcome(values: list[Any]) -> BudgetOutcome:
     return BudgetOutcome(ok=bool(values[0]), first=bool(values[1]), alert=bool(values[2]), counts=counts)
 
 
+def cluster_form(url: str) -> tuple[bool, str]:
+    """(whether the URL names a Redis Cluster, the URL redis-py takes): `redis+cluster://host:port`
+    and `rediss+cluster://` name any node of a cluster, which the client discovers from it."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("redis+cluster", "rediss+cluster"):
+        return True, f"{scheme.removesuffix('+cluster')}://{rest}"
+    return False, url
+
+
 def redacted(url: str) -> str:
     """The URL without its password, for log lines."""
     parts = urlsplit(url)
@@ -176,8 +187,9 @@ class RedisStore(Store):
 
     def __init__(self, url: str, *, max_connections: int = 128, clock: Any = time.monotonic) -> None:
         scheme = urlsplit(url).scheme
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ConfigError(f"REDIS_URL: scheme {scheme!r} is not redis://, rediss:// or unix://", field="REDIS_URL")
+        if scheme not in REDIS_SCHEMES:
+            choices = ", ".join(f"{s}://" for s in REDIS_SCHEMES)
+            raise ConfigError(f"REDIS_URL: scheme {scheme!r} is not one of {choices}", field="REDIS_URL")
         self.url = redacted(url)
         self._clock = clock
         self._down_until = 0.0
@@ -185,17 +197,27 @@ class RedisStore(Store):
         self._last_error = ""
         self._refusals_logged: dict[str, float] = {}
         # One immediate retry: a pooled connection may be stale after a server restart.
-        # A blocking pool: more concurrent jobs than connections wait for one, not fail.
-        pool = redis_asyncio.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=POOL_WAIT_S,
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=COMMAND_TIMEOUT_S,
-            retry=Retry(NoBackoff(), 1),
-            decode_responses=False,
-        )
-        self._redis = redis_asyncio.Redis.from_pool(pool)
+        options: dict[str, Any] = {
+            "socket_connect_timeout": CONNECT_TIMEOUT_S,
+            "socket_timeout": COMMAND_TIMEOUT_S,
+            "retry": Retry(NoBackoff(), 1),
+            "decode_responses": False,
+        }
+        cluster, plain = cluster_form(url)
+        self.cluster = cluster
+        # The cluster client fails a command when a node's connections are all busy (it has no
+        # blocking pool), and one failed connection makes it drop the others in use: commands wait
+        # for one of `max_connections` slots here instead.
+        self._slots = asyncio.Semaphore(max_connections) if cluster else None
+        self._discovering = asyncio.Lock()
+        self._discovered = False
+        if cluster:  # slots and redirections are the client's; every script's keys share one hash tag
+            self._redis: Any = RedisCluster.from_url(plain, max_connections=max_connections, **options)
+        else:  # a blocking pool: more concurrent jobs than connections wait for one, not fail
+            pool = redis_asyncio.BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=POOL_WAIT_S, **options
+            )
+            self._redis = redis_asyncio.Redis.from_pool(pool)
         reg = self._redis.register_script
         self._reserve = reg(store_lua.RESERVE)
         self._settle = reg(store_lua.SETTLE)
@@ -217,8 +239,13 @@ class RedisStore(Store):
             awaitable.close()
             raise StoreUnavailable(f"Redis at {self.url} is unreachable ({self._last_error}); {what} skipped")
         try:
-            result = await awaitable
-        except (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError) as exc:
+            if self._slots is None:
+                result = await awaitable
+            else:
+                await self._discover()
+                async with self._slots:
+                    result = await awaitable
+        except (RedisConnectionError, RedisTimeoutError, ReadOnlyError, RedisClusterException, OSError) as exc:
             self._down_until = self._clock() + RETRY_AFTER_S
             self._last_error = f"{type(exc).__name__}: {exc}"
             if not self._down:
@@ -237,10 +264,22 @@ class RedisStore(Store):
             # follows BUDGET_FAIL_MODE); the store is not marked down.
             self._log_refusal(what, exc)
             raise StoreUnavailable(f"Redis at {self.url} refused {what}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            awaitable.close()  # never awaited when the cluster's discovery failed; a no-op once it ran
         if self._down:
             self._down = False
             log.warning("Redis at %s is reachable again", self.url)
         return result
+
+    async def _discover(self) -> None:
+        """A cluster client learns the slots once, before concurrent commands: left to the first
+        commands, concurrent discoveries break one another's connections (redis-py issue 3935)."""
+        if self._discovered:
+            return
+        async with self._discovering:
+            if not self._discovered:
+                await self._redis.initialize()
+                self._discovered = True
 
     def _log_refusal(self, what: str, exc: Exception) -> None:
         """One warning per kind of refusal per REFUSAL_LOG_EVERY_S, not one per job."""

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from devtools.redis_server import existing_or_new
+from devtools.redis_server import RedisClusterNodes, RedisServer, existing_or_new, make_certs
 from handler.app import App, create_app
 from handler.store import RedisStore, Store
 from handler.store_embedded import EmbeddedStore
@@ -57,11 +57,36 @@ def namespace() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.redis), "embedded"])
+@pytest.fixture(scope="session")
+def redis_tls_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private TLS-only redis-server with a password, its certificates made for this run."""
+    server = RedisServer(password="tls-pw", certs=make_certs(tmp_path_factory.mktemp("certs"))).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A private Redis Cluster of three primaries on this machine."""
+    cluster = RedisClusterNodes(3).start()
+    yield cluster.url
+    cluster.stop()
+
+
+REDIS = pytest.mark.redis
+STORES = [pytest.param(p, marks=REDIS) for p in ("redis", "redis-tls", "redis-cluster")] + ["embedded"]
+
+
+@pytest.fixture(params=STORES)
 async def store(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[Store]:
-    """The same tests run against both backends."""
+    """The same tests run against every backend: Redis (plain, TLS with a password, a cluster) and embedded."""
     if request.param == "embedded":
         yield EmbeddedStore()
+        return
+    if request.param != "redis":  # private servers of this session, each test in its own namespace
+        deployed = RedisStore(request.getfixturevalue(request.param.replace("-", "_") + "_url"))
+        yield deployed
+        await deployed.close()
         return
     url, owned = request.getfixturevalue("redis_server_info")
     redis_store = RedisStore(url)
