@@ -15,7 +15,7 @@ from bench.report import print_table, save
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["worker", "hit", "cache", "engine", "platform", "cold_start"]  # cheap ones first
-ALONE = {"replay"}  # run only when named (`make replay`): tens of minutes of real cold starts
+ALONE = {"replay", "fault"}  # run only when named (`make replay`, `python -m bench fault`): long
 
 
 def main(argv: list[str]) -> int:

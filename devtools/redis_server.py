@@ -155,6 +155,13 @@ class RedisServer:
             self._proc.wait()
         self._proc = None
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: only what the server had written (its append-only file) survives."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

@@ -106,3 +106,24 @@ async def smollm2_app() -> AsyncIterator[App]:
     app = create_app(settings_for("smollm2", CACHE_NAMESPACE="tests-smollm2"))
     yield app
     await app.aclose()
+
+
+# --- markers follow the fixtures a test uses ----------------------------------------
+FIXTURE_MARKS = {
+    "redis_url": ("redis",),
+    "redis_server_info": ("redis",),
+    "redis_tls_url": ("redis",),
+    "redis_cluster_url": ("redis",),
+    "tiny_app": ("engine", "redis"),
+    "smollm2_app": ("engine", "realmodel"),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`-m "not redis"` and `-m "not engine"` deselect every test that needs those, marked by hand or not."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        for fixture, marks in FIXTURE_MARKS.items():
+            if fixture in names:
+                for mark in marks:
+                    item.add_marker(mark)
