@@ -8,6 +8,16 @@ gives none until it returns, so a job abandoned mid-request could not be
 cancelled) and the `error` of a FAILED job (`run_sync` returns None for it, so
 the caller's bad input could not be told from a lost worker). Transport errors become
 `AttemptFailed` with a `FailureReason` here, at the boundary.
+
+`POST /run` is not idempotent: each request that arrives queues a job that may
+be billed. So its failures are told apart by what they prove about the job:
+`connect` (the TCP connection was never established: httpx's ConnectError,
+ConnectTimeout, PoolTimeout), `throttled` (429) and `http_error` (another 4xx)
+prove nothing was queued; any failure once the request was sent (a read error,
+a dropped connection, a read timeout, a 5xx, a body that is not JSON or has no
+job id) is `submit_unknown`: a job may be queued under an id never learnt.
+A first-tier job can carry RunPod's job policy `{"ttl": ms}` (`run_body`), so
+that such a job cannot outlive its tier's budget by much.
 """
 
 from __future__ import annotations
@@ -34,7 +44,13 @@ def default_api_key() -> str:
     return str(runpod.api_key or "")
 
 
-def _http_failure(endpoint_id: str, exc: Exception, job_id: str | None = None) -> AttemptFailed:
+# Failures of POST /run that prove no job was queued: the request never left (connect), or the
+# endpoint refused it before queueing (429, another 4xx). Every other failure leaves the job unknown.
+SUBMIT_NOT_QUEUED = frozenset({FailureReason.CONNECT, FailureReason.THROTTLED, FailureReason.HTTP_ERROR})
+
+
+def failure_reason(exc: Exception) -> tuple[FailureReason, str]:
+    """The reason and message for an httpx error (or a body that is not JSON)."""
     if isinstance(exc, httpx.HTTPStatusError):
         status = exc.response.status_code
         if status == 429:
@@ -43,12 +59,47 @@ def _http_failure(endpoint_id: str, exc: Exception, job_id: str | None = None) -
             reason = FailureReason.SERVER_ERROR
         else:
             reason = FailureReason.HTTP_ERROR
-        return AttemptFailed(endpoint_id, reason, f"HTTP {status} from {exc.request.url.path}", job_id=job_id)
+        return reason, f"HTTP {status} from {exc.request.url.path}"
+    # before the Timeout branch: ConnectTimeout and PoolTimeout are timeouts, but no connection
+    # was made (or taken from the pool), so no byte of the request was sent
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return FailureReason.CONNECT, f"no connection ({type(exc).__name__}: {exc})"
     if isinstance(exc, httpx.TimeoutException):
+        return FailureReason.TIMEOUT, f"no answer in time ({type(exc).__name__})"
+    if isinstance(exc, json.JSONDecodeError):
+        return FailureReason.SERVER_ERROR, f"the answer is not JSON ({exc})"
+    return FailureReason.CONNECTION, f"{type(exc).__name__}: {exc}"
+
+
+def http_failure(endpoint_id: str, exc: Exception, job_id: str | None = None, *, submit: bool = False) -> AttemptFailed:
+    """The `AttemptFailed` for a failed call; for POST /run (`submit`), `submit_unknown` unless nothing was queued."""
+    reason, message = failure_reason(exc)
+    if submit and reason not in SUBMIT_NOT_QUEUED:
         return AttemptFailed(
-            endpoint_id, FailureReason.TIMEOUT, f"no answer in time ({type(exc).__name__})", job_id=job_id
+            endpoint_id,
+            FailureReason.SUBMIT_UNKNOWN,
+            f"POST /run was sent but its answer was lost ({reason.value}: {message}); "
+            "a job may be queued under an id never learnt",
         )
-    return AttemptFailed(endpoint_id, FailureReason.CONNECTION, f"{type(exc).__name__}: {exc}", job_id=job_id)
+    return AttemptFailed(endpoint_id, reason, message, job_id=job_id)
+
+
+def run_body(job_input: Any, ttl_ms: int | None = None) -> dict[str, Any]:
+    """The body of POST /run; `ttl_ms` becomes RunPod's job policy `ttl` (queue + execution, ms)."""
+    if ttl_ms is None:
+        return {"input": job_input}
+    return {"input": job_input, "policy": {"ttl": ttl_ms}}
+
+
+def submitted(endpoint_id: str, body: Any) -> dict[str, Any]:
+    """The answer to POST /run, checked: without its job id a queued job could be neither polled nor cancelled."""
+    if isinstance(body, dict) and isinstance(body.get("id"), str) and body["id"]:
+        return body
+    raise AttemptFailed(
+        endpoint_id,
+        FailureReason.SUBMIT_UNKNOWN,
+        f"the answer to POST /run has no job `id` (a non-empty string): {body!r:.200}",
+    )
 
 
 def worker_error(error: Any) -> dict[str, Any] | None:
@@ -117,19 +168,27 @@ class EndpointAPI(_Base):
         self._http.close()
 
     def _call(
-        self, endpoint_id: str, method: str, route: str, *, job_id: str | None = None, **kwargs: Any
+        self,
+        endpoint_id: str,
+        method: str,
+        route: str,
+        *,
+        job_id: str | None = None,
+        submit: bool = False,
+        **kwargs: Any,
     ) -> dict[str, Any]:
         try:
             response = self._http.request(method, self.url(endpoint_id, route), **kwargs)
             response.raise_for_status()
             body: dict[str, Any] = response.json()
         except (httpx.HTTPError, json.JSONDecodeError) as exc:
-            raise _http_failure(endpoint_id, exc, job_id) from exc
+            raise http_failure(endpoint_id, exc, job_id, submit=submit) from exc
         return body
 
-    def run(self, endpoint_id: str, job_input: Any) -> dict[str, Any]:
+    def run(self, endpoint_id: str, job_input: Any, *, ttl_ms: int | None = None) -> dict[str, Any]:
         """Queue a job (`/run`): the answer carries its id at once, so it can always be cancelled."""
-        return self._call(endpoint_id, "POST", "run", json={"input": job_input})
+        body = self._call(endpoint_id, "POST", "run", submit=True, json=run_body(job_input, ttl_ms))
+        return submitted(endpoint_id, body)
 
     def status(self, endpoint_id: str, job_id: str) -> dict[str, Any]:
         return self._call(endpoint_id, "GET", f"status/{job_id}", job_id=job_id)
@@ -160,18 +219,26 @@ class AsyncEndpointAPI(_Base):
         await self._http.aclose()
 
     async def _call(
-        self, endpoint_id: str, method: str, route: str, *, job_id: str | None = None, **kwargs: Any
+        self,
+        endpoint_id: str,
+        method: str,
+        route: str,
+        *,
+        job_id: str | None = None,
+        submit: bool = False,
+        **kwargs: Any,
     ) -> dict[str, Any]:
         try:
             response = await self._http.request(method, self.url(endpoint_id, route), **kwargs)
             response.raise_for_status()
             body: dict[str, Any] = response.json()
         except (httpx.HTTPError, json.JSONDecodeError) as exc:
-            raise _http_failure(endpoint_id, exc, job_id) from exc
+            raise http_failure(endpoint_id, exc, job_id, submit=submit) from exc
         return body
 
-    async def run(self, endpoint_id: str, job_input: Any) -> dict[str, Any]:
-        return await self._call(endpoint_id, "POST", "run", json={"input": job_input})
+    async def run(self, endpoint_id: str, job_input: Any, *, ttl_ms: int | None = None) -> dict[str, Any]:
+        body = await self._call(endpoint_id, "POST", "run", submit=True, json=run_body(job_input, ttl_ms))
+        return submitted(endpoint_id, body)
 
     async def status(self, endpoint_id: str, job_id: str) -> dict[str, Any]:
         return await self._call(endpoint_id, "GET", f"status/{job_id}", job_id=job_id)

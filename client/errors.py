@@ -5,7 +5,8 @@
     ├── ConfigFileError               runpod.toml missing, unparsable or with a bad field
     ├── DeployError                   the endpoint create/update call failed
     ├── TraceError                    a replay trace or configuration is unreadable or invalid
-    ├── AttemptFailed                 one endpoint attempt failed; `.reason` says how
+    ├── AttemptFailed                 one endpoint attempt failed; `.reason` says how (raised
+    │   │                             by itself for `submit_unknown` when the policy forbids falling back)
     │   └── JobRejected               the worker refused the caller's input (validation_error):
     │                                 raised at once, never retried nor sent to another tier
     └── AllTiersFailed                spot and on-demand both failed; carries both causes
@@ -28,11 +29,15 @@ class FailureReason(StrEnum):
     NO_CAPACITY = "no_capacity"  # the endpoint has no worker to give (or it is unhealthy)
     PREEMPTED = "preempted"  # the worker vanished mid-job (job FAILED without a worker error)
     SERVER_ERROR = "server_error"  # HTTP 5xx
-    CONNECTION = "connection"  # connection refused/dropped
+    CONNECT = "connect"  # the TCP connection was never established: the request surely did not arrive
+    CONNECTION = "connection"  # the connection dropped after the request was sent
     HTTP_ERROR = "http_error"  # another HTTP error (401, 404: wrong key or endpoint id)
     CIRCUIT_OPEN = "circuit_open"  # taken out of rotation by a failed health check
     JOB_ERROR = "job_error"  # the worker answered with an error other than validation
     REJECTED = "rejected"  # the worker's validation_error: the caller's own bad input
+    # POST /run was sent but its answer was lost (read error, 5xx, not JSON, no job id): a job may
+    # be queued, and billed, under an id the client never learnt, so it is not sent again
+    SUBMIT_UNKNOWN = "submit_unknown"
 
 
 FALLBACK_REASONS = frozenset(FailureReason) - {FailureReason.REJECTED}

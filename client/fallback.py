@@ -5,17 +5,41 @@ capacity, a preempted worker, 5xx, a dropped connection, an open circuit or a
 worker error other than the caller's own bad input, the spot job is cancelled
 (so it is never billed twice) and the job runs on the on-demand endpoint. The
 worker's `validation_error` is raised at once as `JobRejected`: the same input
-would fail anywhere. HTTP calls that fail transiently (429, 5xx, connection)
-are retried on the same endpoint with exponential backoff (tenacity), bounded
-by `EndpointSpec.max_attempts` and by the tier's deadline. Both tiers failing
-raises `AllTiersFailed` carrying both causes.
+would fail anywhere, and that holds too when the job is found rejected only
+when the client comes to cancel it. A job that finished before its cancel is
+taken with its own outcome; a failure to read that outcome keeps its own
+reason (it is not a failed cancel).
+
+Retries (`should_retry`, the one decision both clients use): status, cancel
+and health calls are idempotent and are retried on 429, 5xx and connection
+errors with exponential backoff (tenacity), bounded by
+`EndpointSpec.max_attempts` and by the tier's deadline. `POST /run` is not:
+each request that arrives queues a billed job, so it is sent again only when
+it surely did not arrive (`connect`: no TCP connection was made) or was
+refused (`throttled`, 429). Any other failure after the request was sent (a
+read error, a dropped connection, a 5xx, an answer that is not JSON or has no
+job id) is `submit_unknown`, never resent.
+
+`submit_unknown` on spot falls back to on-demand when
+`Policy.fallback_on_submit_unknown` (the default), and is raised at once as
+that `AttemptFailed` otherwise. Falling back is the default because the spot
+job carries RunPod's job policy `ttl` (`spot_ttl_ms`: the tier's budget plus
+`Policy.ttl_margin_s`, within RunPod's 10 s .. 7 days): a spot job the client
+lost, or failed to cancel, is deleted by RunPod at that ttl (in any state),
+so the worst double bill is one spot budget plus the margin, not the
+endpoint's execution timeout. A caller for whom no answer is better than
+that risk sets the flag to False. On the last tier there is nothing to fall
+back to: its failure, `submit_unknown` included, goes into `AllTiersFailed`.
+Both tiers failing raises `AllTiersFailed` carrying both causes.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_any, wait_exponential_jitter
@@ -25,14 +49,23 @@ from client.endpoint_api import FINAL_STATES, EndpointAPI, outcome
 from client.errors import AllTiersFailed, AttemptFailed, FailureReason, JobRejected
 
 T = TypeVar("T")
-TRANSIENT = frozenset({FailureReason.THROTTLED, FailureReason.SERVER_ERROR, FailureReason.CONNECTION})
+# idempotent calls (status, cancel, health): resending one costs nothing
+TRANSIENT = frozenset(
+    {FailureReason.THROTTLED, FailureReason.SERVER_ERROR, FailureReason.CONNECTION, FailureReason.CONNECT}
+)
+# POST /run: resent only when no job can have been queued (no connection, or refused with 429)
+SUBMIT_RETRYABLE = frozenset({FailureReason.CONNECT, FailureReason.THROTTLED})
+# RunPod's bounds on a job's policy.ttl (queue + execution), in milliseconds
+TTL_MIN_MS = 10_000
+TTL_MAX_MS = 7 * 24 * 3600 * 1000
+FINISHED_BEFORE_CANCEL = FINAL_STATES - {"CANCELLED"}
 
 
 @dataclass(frozen=True)
 class EndpointSpec:
     endpoint_id: str
     timeout_s: float = 120.0  # this tier's own deadline for one job
-    max_attempts: int = 3  # HTTP tries per call on 429 / 5xx / connection errors
+    max_attempts: int = 3  # HTTP tries per call (see `should_retry`)
 
 
 @dataclass(frozen=True)
@@ -52,6 +85,15 @@ class Policy:
     poll_initial_s: float = 0.1
     poll_max_s: float = 1.0
     cancel_attempts: int = 3
+    # the spot job's ttl is its tier's budget plus this: time for the cancel, or for reading a
+    # result that came just before it (RunPod deletes a job past its ttl, in any state)
+    ttl_margin_s: float = 30.0
+    # fall back to on-demand after a spot POST /run whose outcome is unknown (see the module doc)
+    fallback_on_submit_unknown: bool = True
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.ttl_margin_s) and self.ttl_margin_s >= 0):
+            raise ValueError(f"Policy.ttl_margin_s must be a finite number of seconds >= 0, got {self.ttl_margin_s!r}")
 
     def backoff(self) -> wait_exponential_jitter:
         """Exponential backoff from `backoff_initial_s`, capped, with up to one initial step of jitter."""
@@ -93,6 +135,45 @@ def tier_budget(spec: EndpointSpec, timeout: float | None, elapsed: float) -> fl
     return spec.timeout_s if timeout is None else min(spec.timeout_s, timeout - elapsed)
 
 
+def job_ttl_ms(budget_s: float, margin_s: float) -> int:
+    """RunPod's job `ttl` (ms) for a job given `budget_s` seconds, plus a margin, within RunPod's bounds."""
+    seconds = budget_s + margin_s
+    if not seconds * 1000 < TTL_MAX_MS:  # also infinite (or NaN) budgets
+        return TTL_MAX_MS
+    return max(TTL_MIN_MS, math.ceil(seconds * 1000))
+
+
+def spot_ttl_ms(tier: str, budget_s: float, policy: Policy) -> int | None:
+    """The ttl a tier's job carries: spot's, so a spot job lost or not cancelled cannot run (and bill) later.
+
+    The on-demand tier is the last resort: nothing runs after it, so its job keeps the endpoint's default.
+    """
+    return job_ttl_ms(budget_s, policy.ttl_margin_s) if tier == "spot" else None
+
+
+def should_retry(exc: BaseException, *, submit: bool) -> bool:
+    """Whether a failed HTTP call may be sent again: `submit` for POST /run, which queues a billed job."""
+    if not isinstance(exc, AttemptFailed):
+        return False
+    return exc.reason in (SUBMIT_RETRYABLE if submit else TRANSIENT)
+
+
+def may_fall_back(exc: AttemptFailed, policy: Policy) -> bool:
+    """Whether a failed attempt lets the next tier run: not after an unknown submit, unless the policy allows it."""
+    return exc.reason != FailureReason.SUBMIT_UNKNOWN or policy.fallback_on_submit_unknown
+
+
+def result_unread(failure: AttemptFailed, exc: AttemptFailed, job_id: str, status: str) -> AttemptFailed:
+    """A job that finished before its cancel but whose result could not be read: the read's failure, by its reason."""
+    return AttemptFailed(
+        exc.endpoint_id,
+        exc.reason,
+        f"job {job_id} was {status} before its cancel, but reading its result failed: {exc.message} "
+        f"(the attempt had failed first: {failure.reason.value}: {failure.message})",
+        job_id=job_id,
+    )
+
+
 def still_running(endpoint_id: str, state: dict[str, Any], budget: float) -> AttemptFailed:
     status = state.get("status")
     reason = FailureReason.NO_CAPACITY if status == "IN_QUEUE" else FailureReason.TIMEOUT
@@ -112,10 +193,6 @@ def check_gate(spec: EndpointSpec, budget: float, last: bool, breaker: CircuitBr
 def note_failure(breaker: CircuitBreaker, spec: EndpointSpec, exc: AttemptFailed) -> None:
     if exc.reason != FailureReason.CIRCUIT_OPEN:
         breaker.record_failure(spec.endpoint_id, exc.reason.value)
-
-
-def _transient(exc: BaseException) -> bool:
-    return isinstance(exc, AttemptFailed) and exc.reason in TRANSIENT
 
 
 class FallbackClient:
@@ -160,13 +237,17 @@ class FallbackClient:
                 self.check_health(spec.endpoint_id)
             try:
                 check_gate(spec, budget, last, self.breaker)
-                output, job_id = self._attempt(spec, job_input, t0 + budget, budget)
+                output, job_id = self._attempt(
+                    spec, job_input, t0 + budget, budget, spot_ttl_ms(tier, budget, self.policy)
+                )
             except JobRejected as exc:
                 attempts.append(failed_attempt(tier, exc, self._clock() - t0))
                 raise
             except AttemptFailed as exc:
                 attempts.append(failed_attempt(tier, exc, self._clock() - t0))
                 note_failure(self.breaker, spec, exc)
+                if not last and not may_fall_back(exc, self.policy):
+                    raise
                 failures[tier] = exc
                 continue
             self.breaker.record_success(spec.endpoint_id)
@@ -175,12 +256,12 @@ class FallbackClient:
         raise AllTiersFailed(failures.get("spot"), failures["on_demand"])
 
     # ------------------------------------------------------------ one tier
-    def _call(self, fn: Callable[[], T], attempts: int, deadline: float | None) -> T:
+    def _call(self, fn: Callable[[], T], attempts: int, deadline: float | None, *, submit: bool = False) -> T:
         stops: list[Any] = [stop_after_attempt(attempts)]
         if deadline is not None:
             stops.append(lambda _state: self._clock() >= deadline)
         retrying = Retrying(
-            retry=retry_if_exception(_transient),
+            retry=retry_if_exception(partial(should_retry, submit=submit)),
             stop=stop_any(*stops),
             reraise=True,
             sleep=self._sleep,
@@ -188,35 +269,42 @@ class FallbackClient:
         )
         return retrying(fn)
 
-    def _attempt(self, spec: EndpointSpec, job_input: Any, deadline: float, budget: float) -> tuple[Any, str | None]:
+    def _attempt(
+        self, spec: EndpointSpec, job_input: Any, deadline: float, budget: float, ttl_ms: int | None
+    ) -> tuple[Any, str | None]:
         ep = spec.endpoint_id
-        state = self._call(lambda: self.api.run(ep, job_input), spec.max_attempts, deadline)
-        job_id = state.get("id")
+        state = self._call(lambda: self.api.run(ep, job_input, ttl_ms=ttl_ms), spec.max_attempts, deadline, submit=True)
+        job_id: str = state["id"]  # `submitted` checked it
         delay = self.policy.poll_initial_s
         while state.get("status") not in FINAL_STATES:
-            if self._clock() >= deadline or job_id is None:
+            if self._clock() >= deadline:
                 return self._cancel_or_take(spec, still_running(ep, state, budget))
             self._sleep(max(0.0, min(delay, deadline - self._clock())))
             delay = min(delay * 2, self.policy.poll_max_s)
             try:
-                state = self._call(lambda: self.api.status(ep, str(job_id)), spec.max_attempts, deadline)
+                state = self._call(lambda: self.api.status(ep, job_id), spec.max_attempts, deadline)
             except AttemptFailed as exc:
                 exc.job_id = job_id
                 return self._cancel_or_take(spec, exc)
         return outcome(ep, state, self.policy.no_fallback_types), job_id
 
     def _cancel_or_take(self, spec: EndpointSpec, failure: AttemptFailed) -> tuple[Any, str | None]:
-        """Cancel the failed attempt's job; if it completed meanwhile, take its answer instead."""
+        """Cancel the failed attempt's job; if it finished meanwhile, its own outcome stands instead."""
         if failure.job_id is None:
             raise failure
         ep, job_id = spec.endpoint_id, failure.job_id
         try:
             answer = self._call(lambda: self.api.cancel(ep, job_id), self.policy.cancel_attempts, None)
-            if answer.get("status") == "COMPLETED":
-                state = self._call(lambda: self.api.status(ep, job_id), self.policy.cancel_attempts, None)
-                return outcome(ep, state, self.policy.no_fallback_types), job_id
         except AttemptFailed as exc:
             failure.message += f"; cancelling job {job_id} failed: {exc.reason.value}"
             raise failure from exc
-        failure.cancelled = answer.get("status") == "CANCELLED"
-        raise failure
+        status = answer.get("status")
+        if status not in FINISHED_BEFORE_CANCEL:
+            failure.cancelled = status == "CANCELLED"
+            raise failure
+        # finished first: its output, or its worker error (a validation_error is JobRejected, no fallback)
+        try:
+            state = self._call(lambda: self.api.status(ep, job_id), self.policy.cancel_attempts, None)
+        except AttemptFailed as exc:
+            raise result_unread(failure, exc, job_id, str(status)) from exc
+        return outcome(ep, state, self.policy.no_fallback_types), job_id

@@ -81,8 +81,9 @@ async def test_spot_serves_when_healthy(fake: FakeRunPod, mode: str) -> None:
         (Fault("throttled"), FailureReason.THROTTLED, False),
         (Fault("no_capacity"), FailureReason.NO_CAPACITY, True),
         (Fault("preempted", preempt_after=0.05), FailureReason.PREEMPTED, True),
-        (Fault("server_error", status=502), FailureReason.SERVER_ERROR, False),
-        (Fault("drop"), FailureReason.CONNECTION, False),
+        # POST /run answered 5xx or dropped once sent: a job may exist, so it is not resent (test_client_retry.py)
+        (Fault("server_error", status=502), FailureReason.SUBMIT_UNKNOWN, False),
+        (Fault("drop"), FailureReason.SUBMIT_UNKNOWN, False),
     ],
     ids=lambda v: v.mode if isinstance(v, Fault) else str(v),
 )
@@ -128,7 +129,7 @@ async def test_other_worker_error_falls_back(fake: FakeRunPod, mode: str) -> Non
         await run(fake, mode, {"fail": True})
     assert info.value.spot is not None and info.value.spot.reason == FailureReason.JOB_ERROR
     assert info.value.spot.worker_error is not None and info.value.spot.worker_error["type"] == "engine_crashed"
-    assert info.value.on_demand.reason == FailureReason.SERVER_ERROR
+    assert info.value.on_demand.reason == FailureReason.SUBMIT_UNKNOWN
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -138,7 +139,10 @@ async def test_both_down_raises_typed_error_with_both_causes(fake: FakeRunPod, m
     with pytest.raises(AllTiersFailed) as info:
         await run(fake, mode, {"prompt": "x"})
     assert info.value.spot is not None
-    assert (info.value.spot.reason, info.value.on_demand.reason) == (FailureReason.CONNECTION, FailureReason.THROTTLED)
+    assert (info.value.spot.reason, info.value.on_demand.reason) == (
+        FailureReason.SUBMIT_UNKNOWN,
+        FailureReason.THROTTLED,
+    )
     assert "spot" in str(info.value) and "on-demand" in str(info.value)
 
 
@@ -178,7 +182,7 @@ async def test_repeated_failures_open_the_circuit(fake: FakeRunPod) -> None:
         outcomes = [(await asyncio.to_thread(client.run_sync, {"prompt": "x"})).attempts[0].outcome for _ in range(3)]
     finally:
         client.close()
-    assert outcomes == ["server_error", "server_error", "circuit_open"]
+    assert outcomes == ["submit_unknown", "submit_unknown", "circuit_open"]
 
 
 async def test_cancelled_async_caller_cancels_the_spot_job(fake: FakeRunPod) -> None:

@@ -77,8 +77,8 @@ async def test_sdk_run_sync_reaches_the_real_worker(fake: FakeRunPod) -> None:
         (Fault("throttled"), FailureReason.THROTTLED),
         (Fault("no_capacity"), FailureReason.NO_CAPACITY),
         (Fault("preempted", preempt_after=0.05), FailureReason.PREEMPTED),
-        (Fault("server_error"), FailureReason.SERVER_ERROR),
-        (Fault("drop"), FailureReason.CONNECTION),
+        (Fault("server_error"), FailureReason.SUBMIT_UNKNOWN),  # POST /run lost once sent: not resent
+        (Fault("drop"), FailureReason.SUBMIT_UNKNOWN),
     ],
     ids=lambda v: v.mode if isinstance(v, Fault) else str(v),
 )
@@ -140,4 +140,4 @@ async def test_both_down_gives_the_typed_error(fake: FakeRunPod) -> None:
     finally:
         client.close()
     assert info.value.spot is not None and info.value.spot.reason == FailureReason.PREEMPTED
-    assert info.value.on_demand.reason == FailureReason.SERVER_ERROR
+    assert info.value.on_demand.reason == FailureReason.SUBMIT_UNKNOWN
