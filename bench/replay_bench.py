@@ -28,12 +28,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from client.replay.configs import build_configs
 from client.replay.measure import model_of
 from client.replay.profiles import generate
 from client.replay.projection import project
 from client.replay.runner import ReplayOptions, replay
 from client.replay.summary import RunSummary, answer_mismatches
+from client.replay.trace import dump_trace
 from devtools.redis_server import existing_or_new
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,8 +93,14 @@ def run() -> list[dict[str, Any]]:
         for profile in os.environ.get("REPLAY_PROFILES", "light").split(","):
             events = generate(profile, hours=HOURS, compress=COMPRESS, model=MODEL)
             print(f"{profile}: {len(events)} requests over {events[-1].at:.0f} s, 3 configurations", flush=True)
-            options = ReplayOptions(model=MODEL, redis_url=redis_url, log_dir=REPO / "bench" / "replay-logs" / profile)
+            folder = REPO / "bench" / "replay-logs" / profile
+            options = ReplayOptions(model=MODEL, redis_url=redis_url, log_dir=folder)
             runs = asyncio.run(replay(events, build_configs(CONFIGS), options))
+            dump_trace(events, folder / "trace.jsonl")  # for `client estimate --trace ... --measured ...`
+            (folder / "summary.json").write_bytes(orjson.dumps({
+                "trace_days": HOURS / 24, "gpu_hourly_rate": options.hourly_rate,
+                "runs": [{**r.to_dict(), "model": model_of(r, events).to_dict()} for r in runs],
+            }, option=orjson.OPT_INDENT_2))  # fmt: skip
             for r in runs:
                 print(f"  {r.name}: ${r.bill_usd('startup_billed'):.4f} start-up billed, "
                       f"${r.bill_usd('initializing_unbilled'):.4f} Init. unbilled, {len(r.workers)} workers, "

@@ -28,6 +28,7 @@ MEASURED_FLAGS = {
     "engine_start_seconds": "engine_start_s",
     "tokens_per_second": "tokens_per_second",
     "hit_seconds": "hit_s",
+    "start_contention": "start_contention",
 }
 SETTING_FLAGS = {
     "idle_timeout": "idle_timeout",
@@ -62,6 +63,9 @@ def model_from_args(args: argparse.Namespace) -> tuple[WorkerModel, float | None
     days = None
     if args.measured:
         values, days = measured_of(args.measured, args.config)
+        # the replay's workers shared one machine, so their engine starts slowed each other; on RunPod
+        # each worker has its own GPU (give --start-contention to keep it)
+        values["start_contention"] = 0.0
     for flag, key in {**MEASURED_FLAGS, **SETTING_FLAGS}.items():
         given = getattr(args, flag)
         if given is not None:
@@ -114,6 +118,8 @@ def register_trace_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--engine-start-seconds", type=float, help="the engine's start-up")
     g.add_argument("--tokens-per-second", type=float, help="one request's pace")
     g.add_argument("--hit-seconds", type=float, help="a cache hit, take to answer")
+    g.add_argument("--start-contention", type=float, help="slowdown of an engine start per other one beside it "
+                   "(0: a GPU per worker, as on RunPod)")  # fmt: skip
     g.add_argument("--idle-timeout", type=float, help="the endpoint's idle timeout (default 5)")
     g.add_argument("--workers-min", type=int)
     g.add_argument("--workers-max", type=int)

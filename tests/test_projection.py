@@ -114,3 +114,14 @@ def test_estimate_a_trace_for_a_month(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "tokens_per_second must be a number > 0" in capsys.readouterr().err
     assert main(["estimate", "--gpu", "RTX_4090"]) == 2
     assert "give --requests-per-day and --seconds-per-request, or --trace FILE" in capsys.readouterr().err
+
+
+def test_engines_starting_together_slow_each_other_where_workers_share_a_machine() -> None:
+    """Two warm workers boot at 0 and start their engines at 3 s: the second, beside the first, takes
+    45 x (1 + 0.5) = 67.5 s (the local platform's workers share one CPU; on RunPod the contention is 0)."""
+    model = MODEL.replace(engine_start="boot", workers_min=2, start_contention=0.5)
+    p = project([ask(0.0)], model, horizon_s=100.0)
+    assert p.seconds_by_kind["engine_start"] == pytest.approx(45.0 + 67.5)
+    assert project([ask(0.0)], model.replace(start_contention=0.0), horizon_s=100.0).seconds_by_kind[
+        "engine_start"
+    ] == pytest.approx(90.0)

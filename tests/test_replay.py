@@ -8,7 +8,14 @@ import pytest
 
 from client.errors import TraceError
 from client.replay.configs import PRESETS, build_config, build_configs
-from client.replay.measure import WORKER_DEFAULTS, engine_starts_in_log, model_of, settings_model, timings
+from client.replay.measure import (
+    WORKER_DEFAULTS,
+    engine_starts_in_log,
+    model_of,
+    settings_model,
+    start_fit,
+    timings,
+)
 from client.replay.profiles import PROFILES, compress_gaps, generate
 from client.replay.summary import JobRecord, RunSummary, WorkerLine, answer_mismatches, percentile
 from client.replay.trace import DETERMINISTIC, REPEAT, TraceEvent, dump_trace, load_trace, parse_trace
@@ -193,14 +200,28 @@ def test_timings_measured_by_hand() -> None:
     got = timings(run, TRACE, floor_s=0.3)
     # boot: ready - spawned = 5 and 3 -> 4; exit: 60-58.5 and 80-79 -> 1.25; hits 0.1 and 0.3: the quickest
     # misses: (60 + 80 tokens) over (36.3 - 30 - 0.3) + (4.3 - 0.3) s = 140 / 10 = 14 tok/s
-    assert got == {"boot_s": 4.0, "engine_start_s": 30.0, "exit_s": 1.25, "hit_s": 0.1, "tokens_per_second": 14.0}
+    assert got == {"boot_s": 4.0, "engine_start_s": 30.0, "start_contention": 0.0, "exit_s": 1.25, "hit_s": 0.1,
+                   "tokens_per_second": 14.0}  # fmt: skip
     model = model_of(run, TRACE)
     assert (model.boot_s, model.tokens_per_second, model.cache, model.engine_start) == (4.0, 14.0, True, "lazy")
     # ENGINE_START=boot: a worker's first job-take waits for its engine: its own start, else the median one
     lines = [WorkerLine("w1", 0.0, 34.0, 50.0, {}, 1, "idle", 49.0, (31.0,)),
              WorkerLine("w2", 10.0, 42.0, 60.0, {}, 1, "idle", 59.0)]  # fmt: skip
     booted = RunSummary("baseline", 3.6, lines, [], {}, True, PRESETS["baseline"].to_dict())
-    assert timings(booted, TRACE, floor_s=0.3) == {"boot_s": 2.0, "engine_start_s": 31.0, "exit_s": 1.0}
+    assert timings(booted, TRACE, floor_s=0.3) == {"boot_s": 2.0, "engine_start_s": 31.0, "start_contention": 0.0,
+                                                   "exit_s": 1.0}  # fmt: skip
+
+
+def test_engine_starts_fitted_alone_and_side_by_side() -> None:
+    """Boot mode: starts began at 3 (alone), 10 (beside one) and 20 s (beside two) and took 40, 60 and
+    80 s: 40 s alone, half as long again per other start under way."""
+    lines = [WorkerLine("w1", 0.0, 43.0, 50.0, {}, 1, "idle", 49.0, (40.0,)),
+             WorkerLine("w2", 7.0, 70.0, 80.0, {}, 1, "idle", 79.0, (60.0,)),
+             WorkerLine("w3", 17.0, 100.0, 110.0, {}, 1, "idle", 109.0, (80.0,))]  # fmt: skip
+    alone, contention = start_fit(lines, "boot")
+    assert (alone, contention) == (pytest.approx(40.0), pytest.approx(0.5))
+    assert start_fit(lines[:1], "boot") == (40.0, 0.0)  # nothing beside it: no slowdown to fit
+    assert start_fit([], "lazy") == (None, 0.0)
 
 
 def test_the_charting_library_stays_out_of_the_worker() -> None:

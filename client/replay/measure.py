@@ -7,7 +7,9 @@ against the bill the platform's ledger gave, and then priced for a month:
 
     boot_s             ledger: the worker's start until its first job-take (less its
                        engine start under ENGINE_START=boot)
-    engine_start_s     the engine's own start-up ("engine ready" in the worker's log)
+    engine_start_s     the engine's own start-up alone ("engine ready" in the worker's log)
+    start_contention   how much longer a start takes per other engine starting beside it (the
+                       local platform's workers share one machine's CPU; 0 on RunPod)
     exit_s             ledger: SIGTERM until the process has exited
     hit_s              platform: the quickest cache hit's executionTime (others may have
                        waited for an identical request's answer: the projection models that)
@@ -29,7 +31,7 @@ from typing import Any
 
 from client.errors import TraceError
 from client.replay.projection import WorkerModel, request_tokens
-from client.replay.summary import RunSummary
+from client.replay.summary import RunSummary, WorkerLine
 from client.replay.trace import TraceEvent
 
 # the worker's defaults for the settings the projection models (handler/settings.py)
@@ -92,11 +94,46 @@ def _median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def start_fit(workers: Sequence[WorkerLine], mode: str) -> tuple[float | None, float]:
+    """(an engine's start alone, its slowdown per other engine starting at its start): E = E0 (1 + c k).
+
+    Each worker's first start began when it asked for jobs less the start (boot), or when it asked
+    (lazy, background: its first job, or at once); `k` counts the other starts under way then. A
+    least-squares line through (k, E); with no spread in `k`, the median start and no slowdown.
+    """
+    spans = []
+    for w in workers:
+        if w.ready is None or not w.engine_starts:
+            continue
+        seconds = w.engine_starts[0]
+        begin = w.ready - seconds if mode == "boot" else w.ready
+        spans.append((begin, seconds))
+    if not spans:
+        return None, 0.0
+    others = [
+        sum(1 for j, (b, e) in enumerate(spans) if j != i and b <= begin < b + e) for i, (begin, _) in enumerate(spans)
+    ]
+    starts = [e for _, e in spans]
+    if len(set(others)) < 2:
+        return _median(starts), 0.0
+    slope, alone = _line(others, starts)
+    if alone <= 0:
+        return _median(starts), 0.0
+    return alone, max(0.0, slope / alone)
+
+
+def _line(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
+    """(slope, intercept) of the least-squares line."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    return slope, my - slope * mx
+
+
 def timings(run: RunSummary, events: Sequence[TraceEvent], floor_s: float) -> dict[str, float]:
     """The measured timings of one replayed configuration (keys missing where nothing measured them)."""
     mode = engine_start_mode(run.config.get("worker_env", {}))
     engine = [s for worker in run.workers for s in worker.engine_starts]
-    engine_s = _median(engine)
+    engine_s, contention = start_fit(run.workers, mode)
     boots = [  # under ENGINE_START=boot its first job-take waits for its engine
         w.ready - w.spawned - (w.engine_starts[0] if w.engine_starts else engine_s or 0.0) * (mode == "boot")
         for w in run.workers
@@ -117,6 +154,7 @@ def timings(run: RunSummary, events: Sequence[TraceEvent], floor_s: float) -> di
     out = {
         "boot_s": _median([max(0.0, b) for b in boots]),
         "engine_start_s": engine_s,
+        "start_contention": contention if engine else None,
         "exit_s": _median(exits),
         "hit_s": min(hits, default=None),  # a hit that waited for its leader's answer (single flight) is slower
         "tokens_per_second": tokens / gen_s if gen_s > 0 and tokens else None,

@@ -70,7 +70,9 @@ TAKE_HOLD_S = Limits().take_hold  # a job-take long-poll is renewed this often (
 SCALER_MEMORY = 100_000  # scaler answers remembered at most
 EPS = 1e-9  # timers fire at their exact time: float sums must not make them miss it
 # what a replay's measured summary may set (other keys of the summary are ignored)
-MEASURED_KEYS = ("boot_s", "engine_start_s", "tokens_per_second", "request_floor_s", "hit_s", "exit_s")
+MEASURED_KEYS = (
+    "boot_s", "engine_start_s", "start_contention", "tokens_per_second", "request_floor_s", "hit_s", "exit_s",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,10 @@ class WorkerModel:
 
     # the worker's timings
     boot_s: float = 3.0  # container + process start, until the worker asks for jobs
-    engine_start_s: float = 45.0
+    engine_start_s: float = 45.0  # one engine starting alone
+    # an engine start is (1 + start_contention x others) times longer when `others` engines are starting at
+    # its start: 0 on RunPod (a GPU per worker); measured on the local platform, whose workers share the CPU
+    start_contention: float = 0.0
     tokens_per_second: float = 20.0  # one request's pace
     request_floor_s: float = 0.3  # a miss's fixed cost beyond its tokens
     hit_s: float = 0.05  # a cache hit, start to answer
@@ -100,8 +105,8 @@ class WorkerModel:
     scaler_value: float = 4.0
 
     def __post_init__(self) -> None:
-        for name in ("boot_s", "engine_start_s", "request_floor_s", "hit_s", "exit_s", "batch_slowdown",
-                     "idle_timeout"):  # fmt: skip
+        for name in ("boot_s", "engine_start_s", "start_contention", "request_floor_s", "hit_s", "exit_s",
+                     "batch_slowdown", "idle_timeout"):  # fmt: skip
             _check_number(name, getattr(self, name), low=0.0)
         _check_number("tokens_per_second", self.tokens_per_second, low=0.0, open_low=True)
         _check_number("cache_ttl", self.cache_ttl, low=0.0, open_low=True)
@@ -319,6 +324,7 @@ class _Simulation:
         self.live: list[_Worker] = []  # started and not exited
         self.started = 0
         self.engine_starts = 0
+        self.starting = 0  # engines starting now
         self.in_progress = 0
         self.hits = 0
         self.cache: dict[bytes, float] = {}  # key -> expiry
@@ -449,6 +455,7 @@ class _Simulation:
         w.stopping, w.idle_since = True, None
         if w.engine == "starting":
             w.engine = "stopped"
+            self.starting -= 1
         self.at(self.now + self.m.exit_s, partial(self.exited, w))
 
     def exited(self, w: _Worker) -> None:
@@ -471,11 +478,14 @@ class _Simulation:
     def start_engine(self, w: _Worker) -> None:
         self.set_engine(w, "starting")
         self.engine_starts += 1
-        self.at(self.now + self.m.engine_start_s, partial(self.engine_ready, w))
+        seconds = self.m.engine_start_s * (1 + self.m.start_contention * self.starting)
+        self.starting += 1
+        self.at(self.now + seconds, partial(self.engine_ready, w))
 
     def engine_ready(self, w: _Worker) -> None:
         if w.engine != "starting":  # killed by a stop
             return
+        self.starting -= 1
         self.set_engine(w, "ready")
         if not w.ready:  # ENGINE_START=boot
             self.asks(w)
