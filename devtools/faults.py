@@ -5,7 +5,7 @@
 Jobs of every input shape (prompt, chat, streamed chat, the OpenAI routes, batches),
 a tenth of them malformed, go through `/run` to an endpoint of real `python -m handler`
 workers (the tiny model) sharing a real Redis. While they run, at set shares of the jobs
-sent, the run:
+answered, the run:
 
 1. SIGKILLs Redis and starts it again on the same port (its append-only file kept, as a
    managed Redis keeps its data);
@@ -305,6 +305,7 @@ class _Run:
         self.server, self.report, self.workers = server, report, workers
         self.killed: set[str] = set()
         self.engine_killed: set[str] = set()
+        self.answered = 0
         self.t0 = time.monotonic()
 
     async def drive(
@@ -328,18 +329,26 @@ class _Run:
                     finally:
                         gate.release()
                     _check(self.report, index, malformed, state)
+                    self.answered += 1
                     if progress is not None:
                         progress(1)
 
                 tasks = []
                 for index, (job_input, malformed) in enumerate(inputs):
-                    while due and index >= due[0][0] * len(inputs):
-                        await self.fault(ep, due.pop(0)[1])
+                    await self.due_faults(ep, due, len(inputs))
                     await gate.acquire()
                     tasks.append(asyncio.create_task(one(index, job_input, malformed)))
+                while due and not all(t.done() for t in tasks):
+                    await self.due_faults(ep, due, len(inputs))
+                    await asyncio.sleep(0.1)
                 await asyncio.gather(*tasks)
             await ep.wait_workers(0, timeout=300)
             self.tally(ep)
+
+    async def due_faults(self, ep: Any, due: list[tuple[float, str]], jobs: int) -> None:
+        """The faults whose share of answered jobs is reached (so engines are up and serving)."""
+        while due and self.answered >= due[0][0] * jobs:
+            await self.fault(ep, due.pop(0)[1])
 
     async def fault(self, ep: Any, what: str) -> None:
         self.report.faults.append((round(time.monotonic() - self.t0, 1), what))
@@ -354,8 +363,11 @@ class _Run:
             client.close()
             return
         live = [e for e in ep.ledger() if e.pid and e.exited_at is None]
-        busy = [e for e in live if e.state == "running"] or live
-        if what == "worker_kill":  # another worker than the one whose engine went, where there is one
+        # the worker that has served most (its engine up, serving a batch) for the engine; another for the worker
+        busy = sorted(live, key=lambda e: (e.state != "running", -e.jobs_taken))
+        if what == "engine_kill":
+            busy = sorted(live, key=lambda e: -e.jobs_taken)
+        if what == "worker_kill":
             busy = [e for e in busy if e.worker_id not in self.engine_killed] or busy
         if not busy:
             self.report.faults[-1] = (self.report.faults[-1][0], f"{what}: no live worker")
