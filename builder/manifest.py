@@ -107,11 +107,17 @@ def sha256_file(path: Path, progress: Any = None) -> str:
     return digest.hexdigest()
 
 
+# Made in a model folder after its manifest, and not part of the model: `builder warm`'s compile
+# cache (handler.engine_command.ENGINE_CACHE_FOLDER). Never hashed, listed or reported as extra.
+DERIVED_FOLDERS = ("vllm-cache",)
+
+
 def _listed(folder: Path) -> list[Path]:
-    return sorted(
-        (p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() != MANIFEST_NAME),
-        key=lambda p: p.relative_to(folder).as_posix(),
-    )
+    def counted(p: Path) -> bool:
+        rel = p.relative_to(folder)
+        return p.is_file() and rel.as_posix() != MANIFEST_NAME and rel.parts[0] not in DERIVED_FOLDERS
+
+    return sorted((p for p in folder.rglob("*") if counted(p)), key=lambda p: p.relative_to(folder).as_posix())
 
 
 def hash_files(folder: Path, only: Iterable[str] | None = None) -> list[FileEntry]:

@@ -116,3 +116,19 @@ def test_files_digest_changes_with_any_file(tmp_path: Path) -> None:
     assert before == files_digest(reversed(hash_files(folder)))
     (folder / "config.json").write_text('{"a": 2}')
     assert files_digest(hash_files(folder)) != before
+
+
+def test_the_kept_compile_cache_is_not_part_of_the_model(tmp_path: Path) -> None:
+    """`builder warm` writes vLLM's cache into the model folder after its manifest: the folder stays intact
+    (fetch's up-to-date check, publish and bake read it so) and the cache is never hashed."""
+    from handler.engine_command import ENGINE_CACHE_FOLDER
+
+    folder = _folder(tmp_path)
+    manifest = _manifest(folder)
+    cache = folder / ENGINE_CACHE_FOLDER / "modelinfos"
+    cache.mkdir(parents=True)
+    (cache / "llama.json").write_text("{}")
+    assert check_files(folder, manifest, deep=True) == []
+    assert [f.path for f in hash_files(folder)] == [f.path for f in manifest.files]
+    (folder / "stray.bin").write_bytes(b"x")
+    assert check_files(folder, manifest) == ["stray.bin: not in the manifest"]  # other extras still count
