@@ -20,6 +20,7 @@ import runpod
 
 from devtools.platform import EndpointConfig, Platform
 from handler.budget import Budget, BudgetState
+from handler.exposure import EXIT_ALLOWANCE_S
 from handler.settings import load_settings
 from handler.store import RedisStore
 from tests.engine_support import require_model, worker_env
@@ -157,8 +158,10 @@ async def test_workers_sharing_a_small_limit_never_bill_past_it(platform: Platfo
         print(f"  {entry.worker_id}: {entry.lifetime_seconds:.1f} s, {entry.jobs_taken} jobs, {entry.stop_reason}")
     print(f"fleet: {len(ep.ledger())} workers billed {billed:.1f} of {limit:.0f}; budget spent {state.spent_usd:.1f}; "
           f"first refusal at {refused_at / limit:.2f} of the limit; {answered} jobs answered")  # fmt: skip
-    assert billed <= limit
-    assert state.spent_usd <= limit
+    assert billed <= limit  # the promise: the bill never passes the limit
+    # the budget's own count may pass it only by what it counts in advance, on the safe side: each
+    # worker's exit (EXIT_ALLOWANCE_S, settled as idle when it retires; its real exit is shorter)
+    assert state.spent_usd <= limit + len(ep.ledger()) * EXIT_ALLOWANCE_S * PER_SECOND
     assert state.spent_usd == pytest.approx(billed, rel=0.05)
 
 
