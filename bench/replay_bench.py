@@ -106,7 +106,10 @@ def run() -> list[dict[str, Any]]:
     with existing_or_new() as (redis_url, _owned):
         for profile in os.environ.get("REPLAY_PROFILES", "light").split(","):
             events = generate(profile, hours=HOURS.get(profile, 3.0), compress=COMPRESS, model=MODEL)
-            print(f"{profile}: {len(events)} requests over {events[-1].at:.0f} s, 3 configurations", flush=True)
+            print(
+                f"{profile}: {len(events)} requests over {events[-1].at:.0f} s, {len(CONFIGS)} configurations",
+                flush=True,
+            )
             folder = REPO / "bench" / "replay-logs" / profile
             options = ReplayOptions(model=MODEL, redis_url=redis_url, log_dir=folder)
             runs = asyncio.run(replay(events, build_configs(CONFIGS), options))
