@@ -44,11 +44,12 @@ import redis
 
 from devtools.platform import EndpointConfig, Platform
 from devtools.redis_server import RedisServer
+from handler import keys
+from handler.exposure import EXIT_ALLOWANCE_S
 
 REPO = Path(__file__).resolve().parents[1]
 API_KEY = "faults-key"
 HEARTBEAT_S = 1.0
-EXIT_ALLOWANCE_S = 1.0  # handler.exposure.EXIT_ALLOWANCE_S: counted as idle when a worker stops
 FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 ERROR_TYPES = frozenset({
     "validation_error", "engine_error", "engine_start_failed", "engine_crashed", "engine_request_failed",
@@ -402,8 +403,6 @@ class _Run:
 
 def _budget_spent(url: str, namespace: str) -> float:
     """The budget's spend over every day it counted (seconds: the workers priced a second at $1)."""
-    from handler import keys
-
     client = redis.Redis.from_url(url)
     try:
         total = 0
@@ -418,7 +417,7 @@ def _cache_contents(url: str, namespace: str) -> tuple[int, list[str]]:
     client = redis.Redis.from_url(url)
     try:
         entries, errors = 0, []
-        for key in client.scan_iter(match=f"frugal:{{cache:{namespace}:*}}"):
+        for key in client.scan_iter(match=f"{keys.PREFIX}:{{cache:{namespace}:*}}"):
             raw = client.get(key)
             if raw is None:
                 continue

@@ -58,6 +58,7 @@ from typing import Any
 
 from client.errors import TraceError
 from client.planning import DAYS_PER_MONTH
+from client.replay.summary import percentile
 from client.replay.trace import TraceEvent, request_key
 from devtools.platform.config import SCALER_TYPES, Limits
 from devtools.platform.ledger import STATES, billed
@@ -552,11 +553,6 @@ def _nothing() -> None:
     """A timer: an idle timeout or a queue delay expires (the control step after it acts)."""
 
 
-def _percentile(sorted_values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    return sorted_values[max(0, math.ceil(p / 100 * len(sorted_values)) - 1)]
-
-
 def _requests(events: Sequence[TraceEvent], model: WorkerModel) -> list[_Request]:
     if not events:
         raise TraceError("the trace has no events")
@@ -588,9 +584,9 @@ def project(events: Sequence[TraceEvent], model: WorkerModel, *, horizon_s: floa
         engine_starts=float(sim.engine_starts),
         seconds_by_kind=sim.by_kind,
         seconds_by_state=sim.by_state,
-        latency_p50=_percentile(latencies, 50),
-        latency_p95=_percentile(latencies, 95),
-        latency_p99=_percentile(latencies, 99),
+        latency_p50=percentile(latencies, 50),
+        latency_p95=percentile(latencies, 95),
+        latency_p99=percentile(latencies, 99),
     )
 
 

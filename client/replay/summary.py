@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from client.replay.trace import TraceEvent, request_key
+from devtools.platform.ledger import billed
 
 RULES = ("startup_billed", "initializing_unbilled")
 SPLIT = ("boot", "engine_start", "jobs", "idle")
@@ -75,12 +76,9 @@ class RunSummary:
         return out
 
     def billed_seconds(self, rule: str) -> float:
-        states = self.state_seconds()
-        if rule == "startup_billed":
-            return sum(states.values())
-        if rule == "initializing_unbilled":
-            return sum(v for k, v in states.items() if k != "initializing")
-        raise ValueError(f"rule {rule!r}: one of {', '.join(RULES)}")
+        if rule not in RULES:
+            raise ValueError(f"rule {rule!r}: one of {', '.join(RULES)}")
+        return billed(self.state_seconds(), rule == "startup_billed")
 
     def bill_usd(self, rule: str) -> float:
         return self.billed_seconds(rule) * self.hourly_rate / 3600.0
