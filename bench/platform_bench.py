@@ -120,13 +120,15 @@ def free_port() -> int:
 async def real_worker(n: int = 64, max_tokens: int = 32) -> dict[str, float]:
     """Tokens/s of n concurrent jobs through the platform vs straight to the worker's engine."""
     from bench.engine_bench import job_input
-    from handler.contract import parse_single
+    from core.contract import parse_single
     from tests.engine_support import require_model, settings_for, worker_env
 
     require_model("tiny")
     port = free_port()
     inputs = [job_input("tiny", i, max_tokens) for i in range(n)]
-    raw_requests = [parse_single({k: v for k, v in x.items() if k != "cache"}, settings_for("tiny")) for x in inputs]
+    raw_requests = [
+        parse_single({k: v for k, v in x.items() if k != "cache"}, settings_for("tiny").limits) for x in inputs
+    ]
     config = EndpointConfig(
         worker_command=[sys.executable, "-m", "handler"],
         env=worker_env("tiny", ENGINE_PORT=str(port)),

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from builder.errors import BuilderError, OutputError, SourceError
-from builder.manifest import MANIFEST_NAME, Manifest, ManifestError, check_files, read_manifest, write_manifest
+from builder.manifest import check_files, write_manifest
+from core.errors import ManifestError
+from core.manifest import MANIFEST_NAME, Manifest, read_manifest
 
 DEFAULT_DEST = Path("/models")
 

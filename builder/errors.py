@@ -5,8 +5,7 @@
     ├── UnsupportedModel         a model/GGUF whose architecture or tensor type cannot be converted
     └── OutputError              the output folder cannot be written or replaced
 
-`builder.manifest.ManifestError` (a bad or missing manifest.json) lives beside the manifest
-model so the worker can import it without the rest of the builder.
+The core's errors (`core.errors`: a bad manifest.json or price table) are reported the same way.
 Third-party exceptions are translated where they enter (``raise X(...) from exc``).
 """
 

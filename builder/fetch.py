@@ -30,20 +30,10 @@ from builder.errors import BuilderError, SourceError
 from builder.gguf_convert import DTYPES, check_supported, convert_gguf, inspect_gguf
 from builder.gguf_source import KNOWN, KnownGguf, locate
 from builder.hub import HubDownload, allow_patterns, hub_token, is_commit, parse_hub_uri, snapshot_download_fn
-from builder.manifest import (
-    FileEntry,
-    Manifest,
-    ManifestError,
-    Source,
-    SourceKind,
-    check_files,
-    files_digest,
-    hash_files,
-    read_manifest,
-    sha256_file,
-    write_manifest,
-)
+from builder.manifest import check_files, files_digest, hash_files, sha256_file, write_manifest
 from builder.model_files import atomic_output, wanted_by_vllm
+from core.errors import ManifestError
+from core.manifest import FileEntry, Manifest, Source, SourceKind, read_manifest
 
 S3Download = Callable[[str, Path], list[Path]]
 

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from builder.errors import BuilderError, SourceError
-from builder.manifest import ManifestError, check_files, read_manifest
+from builder.manifest import check_files
 from builder.storage import Tiers, UploadResult, make_client, set_lifecycle, upload_folder
+from core.errors import ManifestError
+from core.manifest import read_manifest
 
 
 def publish(

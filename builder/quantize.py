@@ -21,9 +21,11 @@ from typing import Any
 
 from builder.errors import BuilderError, SourceError
 from builder.groups import check_architecture, check_group_size
-from builder.manifest import Manifest, ManifestError, Source, hash_files, read_manifest, write_manifest
+from builder.manifest import hash_files, write_manifest
 from builder.model_files import atomic_output
 from builder.quality import DEFAULT_MAX_RATIO, WEIGHT_ERROR_BOUND, gate_failures, summary
+from core.errors import ManifestError
+from core.manifest import Manifest, Source, read_manifest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_DIR = Path(__file__).resolve().parent / "awq_runtime"

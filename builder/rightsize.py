@@ -176,7 +176,7 @@ def format_estimate(e: Estimate, max_model_len: int, seqs: int) -> str:
 
 
 def _command(args: argparse.Namespace) -> int:
-    from client.prices import load_prices
+    from core.prices import load_prices
 
     path = Path(args.model)
     config_path = path / "config.json" if path.is_dir() else path

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from builder.errors import BuilderError
-from builder.manifest import MANIFEST_NAME, sha256_file
+from builder.manifest import sha256_file
+from core.manifest import MANIFEST_NAME
 
 SHA_KEY = "sha256"  # user metadata key (x-amz-meta-sha256)
 PART_SUFFIX = ".part"

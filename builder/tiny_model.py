@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from builder.manifest import Manifest, Source, hash_files, write_manifest
+from builder.manifest import hash_files, write_manifest
 from builder.model_files import add_compat_config, atomic_output
+from core.manifest import Manifest, Source
 
 NAME = "tiny-llama"
 VOCAB_SIZE = 1000

@@ -3,7 +3,7 @@
 Each command module exposes ``register(subparsers)`` and sets ``func`` (the
 parsed namespace in, an exit code out), as `python -m builder` does. Errors a
 user can fix (a bad price file, an unknown GPU, a bad runpod.toml) print one
-line and exit 2.
+line, ``error: ...``, and exit 2 (`core.cli`, as every CLI here reports them).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import importlib
 import sys
 
 from client.errors import ClientError
+from core.cli import USAGE, run_command
+from core.errors import CoreError
 
 COMMAND_MODULES = ("client.cli_planning", "client.cli_replay", "client.deploy")
 
@@ -27,11 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except (ClientError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(lambda: args.func(args), (ClientError, CoreError, ValueError), code=USAGE)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ from client.planning import (
     plan_budget,
     spot_advice,
 )
-from client.prices import PriceTable, load_prices
-from client.tables import as_json, pairs, table
+from core.prices import PriceTable, load_prices
+from core.tables import as_json, pairs, table
 
 
 def prices_of(args: argparse.Namespace) -> PriceTable:

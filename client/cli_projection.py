@@ -17,10 +17,10 @@ from typing import Any
 import orjson
 
 from client.errors import TraceError
-from client.prices import PriceTable
 from client.replay.projection import WorkerModel, project_month, trace_days_of
 from client.replay.trace import load_trace
-from client.tables import as_json, table
+from core.prices import PriceTable
+from core.tables import as_json, table
 
 # flag -> WorkerModel field: the timings and the settings a user may give
 MEASURED_FLAGS = {

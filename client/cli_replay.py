@@ -24,7 +24,7 @@ from client.replay.projection import project
 from client.replay.runner import ReplayOptions, replay
 from client.replay.summary import RULES, RunSummary, answer_mismatches
 from client.replay.trace import TraceEvent, dump_trace, load_trace
-from client.tables import as_json, table
+from core.tables import as_json, table
 
 
 def events_of(args: argparse.Namespace) -> list[TraceEvent]:

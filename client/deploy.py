@@ -20,8 +20,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from client.errors import ConfigFileError, DeployError
-from client.management import find_endpoint, save_endpoint
-from client.tables import as_json, table
+from core.endpoints import find_endpoint, save_endpoint
+from core.tables import as_json, table
 
 
 class EndpointConfig(BaseModel):

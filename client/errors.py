@@ -1,7 +1,6 @@
 """Every error the client raises, in one tree.
 
     ClientError                       base
-    ├── PriceTableError               price file unreadable/invalid, or an unknown GPU/API name
     ├── ConfigFileError               runpod.toml missing, unparsable or with a bad field
     ├── DeployError                   the endpoint create/update call failed
     ├── TraceError                    a replay trace or configuration is unreadable or invalid
@@ -10,6 +9,8 @@
     │   └── JobRejected               the worker refused the caller's input (validation_error):
     │                                 raised at once, never retried nor sent to another tier
     └── AllTiersFailed                spot and on-demand both failed; carries both causes
+
+A bad price table is `core.errors.PriceTableError`, shared with the worker.
 
 `AttemptFailed.reason` is one of the `FailureReason` values below: the fallback
 client decides by that value (and by the worker's error `type`), never by text.
@@ -45,10 +46,6 @@ FALLBACK_REASONS = frozenset(FailureReason) - {FailureReason.REJECTED}
 
 class ClientError(Exception):
     """Base of every client error."""
-
-
-class PriceTableError(ClientError):
-    pass
 
 
 class ConfigFileError(ClientError):

@@ -1,198 +1,74 @@
-"""Spot first, on-demand when spot fails: `FallbackClient.run_sync` (and `AsyncFallbackClient`).
+"""Spot first, on-demand when spot fails: `FallbackClient.run_sync`, blocking (`AsyncFallbackClient`: asyncio).
 
-For one job: the spot endpoint gets its own timeout. On a timeout, 429, no
-capacity, a preempted worker, 5xx, a dropped connection, an open circuit or a
-worker error other than the caller's own bad input, the spot job is cancelled
-(so it is never billed twice) and the job runs on the on-demand endpoint. The
-worker's `validation_error` is raised at once as `JobRejected`: the same input
-would fail anywhere, and that holds too when the job is found rejected only
-when the client comes to cancel it. A job that finished before its cancel is
-taken with its own outcome; a failure to read that outcome keeps its own
-reason (it is not a failed cancel).
-
-Retries (`should_retry`, the one decision both clients use): status, cancel
-and health calls are idempotent and are retried on 429, 5xx and connection
-errors with exponential backoff (tenacity), bounded by
-`EndpointSpec.max_attempts` and by the tier's deadline. `POST /run` is not:
-each request that arrives queues a billed job, so it is sent again only when
-it surely did not arrive (`connect`: no TCP connection was made) or was
-refused (`throttled`, 429). Any other failure after the request was sent (a
-read error, a dropped connection, a 5xx, an answer that is not JSON or has no
-job id) is `submit_unknown`, never resent.
-
-`submit_unknown` on spot falls back to on-demand when
-`Policy.fallback_on_submit_unknown` (the default), and is raised at once as
-that `AttemptFailed` otherwise. Falling back is the default because the spot
-job carries RunPod's job policy `ttl` (`spot_ttl_ms`: the tier's budget plus
-`Policy.ttl_margin_s`, within RunPod's 10 s .. 7 days): a spot job the client
-lost, or failed to cancel, is deleted by RunPod at that ttl (in any state),
-so the worst double bill is one spot budget plus the margin, not the
-endpoint's execution timeout. A caller for whom no answer is better than
-that risk sets the flag to False. On the last tier there is nothing to fall
-back to: its failure, `submit_unknown` included, goes into `AllTiersFailed`.
-Both tiers failing raises `AllTiersFailed` carrying both causes.
+The policy (which tier, budgets and the spot job's ttl, retries and backoff,
+the health gate and circuit breaker, cancel-or-take, `submit_unknown`) is
+`client.fallback_policy`, written once as pure steps; its module doc says what
+it does. `FallbackClient` only carries those steps out with blocking calls.
+The policy's names are importable from here too, as the README shows.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from functools import partial
 from typing import Any, TypeVar
 
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_any, wait_exponential_jitter
-
 from client.breaker import CircuitBreaker
-from client.endpoint_api import FINAL_STATES, EndpointAPI, outcome
-from client.errors import AllTiersFailed, AttemptFailed, FailureReason, JobRejected
+from client.endpoint_api import EndpointAPI
+from client.errors import AttemptFailed
+from client.fallback_policy import (
+    FINISHED_BEFORE_CANCEL,
+    SUBMIT_RETRYABLE,
+    TRANSIENT,
+    TTL_MAX_MS,
+    TTL_MIN_MS,
+    Attempt,
+    EndpointSpec,
+    Exchange,
+    FallbackResult,
+    FallbackRun,
+    Policy,
+    Sleep,
+    Steps,
+    TierPair,
+    check_gate,
+    failed_attempt,
+    health_check,
+    job_ttl_ms,
+    may_fall_back,
+    note_failure,
+    result_unread,
+    should_retry,
+    spot_ttl_ms,
+    still_running,
+    tier_budget,
+)
+
+__all__ = [
+    "FINISHED_BEFORE_CANCEL",
+    "SUBMIT_RETRYABLE",
+    "TRANSIENT",
+    "TTL_MAX_MS",
+    "TTL_MIN_MS",
+    "Attempt",
+    "EndpointSpec",
+    "FallbackClient",
+    "FallbackResult",
+    "Policy",
+    "TierPair",
+    "check_gate",
+    "failed_attempt",
+    "job_ttl_ms",
+    "may_fall_back",
+    "note_failure",
+    "result_unread",
+    "should_retry",
+    "spot_ttl_ms",
+    "still_running",
+    "tier_budget",
+]
 
 T = TypeVar("T")
-# idempotent calls (status, cancel, health): resending one costs nothing
-TRANSIENT = frozenset(
-    {FailureReason.THROTTLED, FailureReason.SERVER_ERROR, FailureReason.CONNECTION, FailureReason.CONNECT}
-)
-# POST /run: resent only when no job can have been queued (no connection, or refused with 429)
-SUBMIT_RETRYABLE = frozenset({FailureReason.CONNECT, FailureReason.THROTTLED})
-# RunPod's bounds on a job's policy.ttl (queue + execution), in milliseconds
-TTL_MIN_MS = 10_000
-TTL_MAX_MS = 7 * 24 * 3600 * 1000
-FINISHED_BEFORE_CANCEL = FINAL_STATES - {"CANCELLED"}
-
-
-@dataclass(frozen=True)
-class EndpointSpec:
-    endpoint_id: str
-    timeout_s: float = 120.0  # this tier's own deadline for one job
-    max_attempts: int = 3  # HTTP tries per call (see `should_retry`)
-
-
-@dataclass(frozen=True)
-class TierPair:
-    on_demand: EndpointSpec
-    spot: EndpointSpec | None = None
-
-    def legs(self) -> list[tuple[str, EndpointSpec]]:
-        return ([("spot", self.spot)] if self.spot is not None else []) + [("on_demand", self.on_demand)]
-
-
-@dataclass(frozen=True)
-class Policy:
-    no_fallback_types: frozenset[str] = frozenset({"validation_error"})
-    backoff_initial_s: float = 0.25
-    backoff_max_s: float = 4.0
-    poll_initial_s: float = 0.1
-    poll_max_s: float = 1.0
-    cancel_attempts: int = 3
-    # the spot job's ttl is its tier's budget plus this: time for the cancel, or for reading a
-    # result that came just before it (RunPod deletes a job past its ttl, in any state)
-    ttl_margin_s: float = 30.0
-    # fall back to on-demand after a spot POST /run whose outcome is unknown (see the module doc)
-    fallback_on_submit_unknown: bool = True
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.ttl_margin_s) and self.ttl_margin_s >= 0):
-            raise ValueError(f"Policy.ttl_margin_s must be a finite number of seconds >= 0, got {self.ttl_margin_s!r}")
-
-    def backoff(self) -> wait_exponential_jitter:
-        """Exponential backoff from `backoff_initial_s`, capped, with up to one initial step of jitter."""
-        return wait_exponential_jitter(
-            multiplier=self.backoff_initial_s, max=self.backoff_max_s, jitter=self.backoff_initial_s
-        )
-
-
-@dataclass(frozen=True)
-class Attempt:
-    tier: str
-    endpoint_id: str
-    outcome: str  # "served" or a FailureReason value
-    job_id: str | None = None
-    cancelled: bool = False
-    seconds: float = 0.0
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class FallbackResult:
-    output: Any
-    tier: str  # "spot" or "on_demand"
-    endpoint_id: str
-    job_id: str | None
-    attempts: tuple[Attempt, ...] = field(default_factory=tuple)
-    route: str | None = None  # the size tier when routed (client.routing)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def failed_attempt(tier: str, exc: AttemptFailed, seconds: float) -> Attempt:
-    return Attempt(tier, exc.endpoint_id, exc.reason.value, exc.job_id, exc.cancelled, round(seconds, 3), exc.message)
-
-
-def tier_budget(spec: EndpointSpec, timeout: float | None, elapsed: float) -> float:
-    """Seconds this tier may take: its own timeout, within what is left of the caller's."""
-    return spec.timeout_s if timeout is None else min(spec.timeout_s, timeout - elapsed)
-
-
-def job_ttl_ms(budget_s: float, margin_s: float) -> int:
-    """RunPod's job `ttl` (ms) for a job given `budget_s` seconds, plus a margin, within RunPod's bounds."""
-    seconds = budget_s + margin_s
-    if not seconds * 1000 < TTL_MAX_MS:  # also infinite (or NaN) budgets
-        return TTL_MAX_MS
-    return max(TTL_MIN_MS, math.ceil(seconds * 1000))
-
-
-def spot_ttl_ms(tier: str, budget_s: float, policy: Policy) -> int | None:
-    """The ttl a tier's job carries: spot's, so a spot job lost or not cancelled cannot run (and bill) later.
-
-    The on-demand tier is the last resort: nothing runs after it, so its job keeps the endpoint's default.
-    """
-    return job_ttl_ms(budget_s, policy.ttl_margin_s) if tier == "spot" else None
-
-
-def should_retry(exc: BaseException, *, submit: bool) -> bool:
-    """Whether a failed HTTP call may be sent again: `submit` for POST /run, which queues a billed job."""
-    if not isinstance(exc, AttemptFailed):
-        return False
-    return exc.reason in (SUBMIT_RETRYABLE if submit else TRANSIENT)
-
-
-def may_fall_back(exc: AttemptFailed, policy: Policy) -> bool:
-    """Whether a failed attempt lets the next tier run: not after an unknown submit, unless the policy allows it."""
-    return exc.reason != FailureReason.SUBMIT_UNKNOWN or policy.fallback_on_submit_unknown
-
-
-def result_unread(failure: AttemptFailed, exc: AttemptFailed, job_id: str, status: str) -> AttemptFailed:
-    """A job that finished before its cancel but whose result could not be read: the read's failure, by its reason."""
-    return AttemptFailed(
-        exc.endpoint_id,
-        exc.reason,
-        f"job {job_id} was {status} before its cancel, but reading its result failed: {exc.message} "
-        f"(the attempt had failed first: {failure.reason.value}: {failure.message})",
-        job_id=job_id,
-    )
-
-
-def still_running(endpoint_id: str, state: dict[str, Any], budget: float) -> AttemptFailed:
-    status = state.get("status")
-    reason = FailureReason.NO_CAPACITY if status == "IN_QUEUE" else FailureReason.TIMEOUT
-    return AttemptFailed(endpoint_id, reason, f"job still {status} after {budget:.1f}s", job_id=state.get("id"))
-
-
-def check_gate(spec: EndpointSpec, budget: float, last: bool, breaker: CircuitBreaker) -> None:
-    """Refuse an attempt before it starts: no time left, or (except on the last tier) out of rotation."""
-    if budget <= 0:
-        raise AttemptFailed(spec.endpoint_id, FailureReason.TIMEOUT, "no time left of the caller's timeout")
-    if not last and breaker.is_open(spec.endpoint_id):
-        raise AttemptFailed(
-            spec.endpoint_id, FailureReason.CIRCUIT_OPEN, breaker.reasons.get(spec.endpoint_id, "out of rotation")
-        )
-
-
-def note_failure(breaker: CircuitBreaker, spec: EndpointSpec, exc: AttemptFailed) -> None:
-    if exc.reason != FailureReason.CIRCUIT_OPEN:
-        breaker.record_failure(spec.endpoint_id, exc.reason.value)
 
 
 class FallbackClient:
@@ -212,7 +88,7 @@ class FallbackClient:
         self.api = api or EndpointAPI()
         self.policy = policy or Policy()
         self.breaker = breaker or CircuitBreaker(clock=clock)
-        self._sleep = sleep
+        self._sleep = sleep  # backoff and polling waits
         self._clock = clock
 
     def close(self) -> None:
@@ -220,91 +96,18 @@ class FallbackClient:
 
     def check_health(self, endpoint_id: str) -> bool:
         """Ask `/health`; an endpoint that cannot serve is taken out of rotation for the cool-down."""
-        try:
-            return self.breaker.record_health(endpoint_id, self.api.health(endpoint_id))
-        except AttemptFailed as exc:
-            return self.breaker.record_health(endpoint_id, None, f"{exc.reason.value}: {exc.message}")
+        return self._drive(health_check(self.breaker, endpoint_id))
 
     def run_sync(self, job_input: Any, timeout: float | None = None) -> FallbackResult:
-        start, attempts = self._clock(), []
-        failures: dict[str, AttemptFailed] = {}
-        legs = self.pair.legs()
-        for index, (tier, spec) in enumerate(legs):
-            t0 = self._clock()
-            budget = tier_budget(spec, timeout, t0 - start)
-            last = index == len(legs) - 1
-            if not last and self.breaker.health_due(spec.endpoint_id):
-                self.check_health(spec.endpoint_id)
+        """The job's result from the first tier that serves it; `timeout` bounds the whole call."""
+        run = FallbackRun(self.pair, self.policy, self.breaker, self._clock)
+        return self._drive(run.steps(job_input, timeout))
+
+    def _drive(self, steps: Steps[T]) -> T:
+        run = Exchange(steps)
+        for request in run:
             try:
-                check_gate(spec, budget, last, self.breaker)
-                output, job_id = self._attempt(
-                    spec, job_input, t0 + budget, budget, spot_ttl_ms(tier, budget, self.policy)
-                )
-            except JobRejected as exc:
-                attempts.append(failed_attempt(tier, exc, self._clock() - t0))
-                raise
+                run.answer(self._sleep(request.seconds) if isinstance(request, Sleep) else request.call(self.api))
             except AttemptFailed as exc:
-                attempts.append(failed_attempt(tier, exc, self._clock() - t0))
-                note_failure(self.breaker, spec, exc)
-                if not last and not may_fall_back(exc, self.policy):
-                    raise
-                failures[tier] = exc
-                continue
-            self.breaker.record_success(spec.endpoint_id)
-            attempts.append(Attempt(tier, spec.endpoint_id, "served", job_id, seconds=round(self._clock() - t0, 3)))
-            return FallbackResult(output, tier, spec.endpoint_id, job_id, tuple(attempts))
-        raise AllTiersFailed(failures.get("spot"), failures["on_demand"])
-
-    # ------------------------------------------------------------ one tier
-    def _call(self, fn: Callable[[], T], attempts: int, deadline: float | None, *, submit: bool = False) -> T:
-        stops: list[Any] = [stop_after_attempt(attempts)]
-        if deadline is not None:
-            stops.append(lambda _state: self._clock() >= deadline)
-        retrying = Retrying(
-            retry=retry_if_exception(partial(should_retry, submit=submit)),
-            stop=stop_any(*stops),
-            reraise=True,
-            sleep=self._sleep,
-            wait=self.policy.backoff(),
-        )
-        return retrying(fn)
-
-    def _attempt(
-        self, spec: EndpointSpec, job_input: Any, deadline: float, budget: float, ttl_ms: int | None
-    ) -> tuple[Any, str | None]:
-        ep = spec.endpoint_id
-        state = self._call(lambda: self.api.run(ep, job_input, ttl_ms=ttl_ms), spec.max_attempts, deadline, submit=True)
-        job_id: str = state["id"]  # `submitted` checked it
-        delay = self.policy.poll_initial_s
-        while state.get("status") not in FINAL_STATES:
-            if self._clock() >= deadline:
-                return self._cancel_or_take(spec, still_running(ep, state, budget))
-            self._sleep(max(0.0, min(delay, deadline - self._clock())))
-            delay = min(delay * 2, self.policy.poll_max_s)
-            try:
-                state = self._call(lambda: self.api.status(ep, job_id), spec.max_attempts, deadline)
-            except AttemptFailed as exc:
-                exc.job_id = job_id
-                return self._cancel_or_take(spec, exc)
-        return outcome(ep, state, self.policy.no_fallback_types), job_id
-
-    def _cancel_or_take(self, spec: EndpointSpec, failure: AttemptFailed) -> tuple[Any, str | None]:
-        """Cancel the failed attempt's job; if it finished meanwhile, its own outcome stands instead."""
-        if failure.job_id is None:
-            raise failure
-        ep, job_id = spec.endpoint_id, failure.job_id
-        try:
-            answer = self._call(lambda: self.api.cancel(ep, job_id), self.policy.cancel_attempts, None)
-        except AttemptFailed as exc:
-            failure.message += f"; cancelling job {job_id} failed: {exc.reason.value}"
-            raise failure from exc
-        status = answer.get("status")
-        if status not in FINISHED_BEFORE_CANCEL:
-            failure.cancelled = status == "CANCELLED"
-            raise failure
-        # finished first: its output, or its worker error (a validation_error is JobRejected, no fallback)
-        try:
-            state = self._call(lambda: self.api.status(ep, job_id), self.policy.cancel_attempts, None)
-        except AttemptFailed as exc:
-            raise result_unread(failure, exc, job_id, str(status)) from exc
-        return outcome(ep, state, self.policy.no_fallback_types), job_id
+                run.fail(exc)
+        return run.result

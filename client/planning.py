@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from client.prices import GpuPrice, PriceTable
+from core.prices import GpuPrice, PriceTable
 
 DAYS_PER_MONTH = 30
 COLD_STARTS_PER_DAY = {"hourly": 24.0, "daily": 1.0, "rarely": 0.1}  # seed 004's presets

@@ -1,7 +1,7 @@
 """Size routing: a job's estimated tokens pick the small, medium or large endpoint tier.
 
 Estimated tokens = prompt tokens + `max_tokens` (the most it may generate),
-summed over the items of a batch job. Prompt tokens come from the model's
+summed over the items of a batch job, read with the worker's own job parser. Prompt tokens come from the model's
 tokenizer when one is given (anything with `encode(text) -> list`), else from
 the common estimate of one token per 4 characters, rounded up. The estimate is
 what routing needs: which GPU tier a request belongs on, not an exact count.
@@ -15,34 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from client.fallback import TierPair
+from core.contract import DEFAULT_MAX_TOKENS, EngineRequest, JobLimits, parse_job
+from core.errors import InputError
 
 SizeTier = Literal["small", "medium", "large"]
 ORDER: tuple[SizeTier, ...] = ("small", "medium", "large")
 CHARS_PER_TOKEN = 4
-DEFAULT_MAX_TOKENS = 256  # the worker's DEFAULT_MAX_TOKENS
+_UNLIMITED = 1 << 62  # the worker's limits are its own: routing only estimates
 
 
 class Tokenizer(Protocol):
     def encode(self, text: str) -> Sequence[int]: ...
-
-
-def _texts(item: Mapping[str, Any]) -> list[str]:
-    if isinstance(item.get("prompt"), str):
-        return [item["prompt"]]
-    messages = item.get("messages")
-    if isinstance(messages, list):
-        return [str(m.get("content", "")) for m in messages if isinstance(m, Mapping)]
-    openai = item.get("openai_input")
-    if isinstance(openai, Mapping):
-        return _texts(openai)
-    return []
-
-
-def _max_tokens(item: Mapping[str, Any], default: int) -> int:
-    for holder in (item.get("sampling_params"), item.get("openai_input"), item):
-        if isinstance(holder, Mapping) and isinstance(holder.get("max_tokens"), int):
-            return int(holder["max_tokens"])
-    return default
 
 
 def count_tokens(text: str, tokenizer: Tokenizer | None = None) -> int:
@@ -54,12 +37,18 @@ def count_tokens(text: str, tokenizer: Tokenizer | None = None) -> int:
 def estimate_tokens(
     job_input: Mapping[str, Any], tokenizer: Tokenizer | None = None, default_max_tokens: int = DEFAULT_MAX_TOKENS
 ) -> int:
-    """Prompt tokens plus `max_tokens`, over every item of a batch job."""
-    items = job_input.get("requests")
-    if isinstance(items, list):
-        return sum(estimate_tokens(i, tokenizer, default_max_tokens) for i in items if isinstance(i, Mapping))
-    prompt = sum(count_tokens(text, tokenizer) for text in _texts(job_input))
-    return prompt + _max_tokens(job_input, default_max_tokens)
+    """Prompt tokens plus `max_tokens`, over every item of a batch job, read by the worker's own
+    parser (core.contract). Input the worker would refuse counts nothing: the smallest tier
+    refuses it as well as any."""
+    try:
+        job = parse_job(job_input, JobLimits(default_max_tokens, _UNLIMITED, _UNLIMITED, _UNLIMITED))
+    except InputError:
+        return 0
+    return sum(
+        sum(count_tokens(text, tokenizer) for text in item.prompt_texts) + item.max_tokens
+        for item in job.items
+        if isinstance(item, EngineRequest)
+    )
 
 
 @dataclass(frozen=True)

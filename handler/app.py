@@ -27,17 +27,20 @@ from typing import Any
 
 import orjson
 
-from handler.billing import Meter, cost_usd
+from core.money import cost_usd
+from handler.billing import Meter
 from handler.budget import Budget, BudgetState, ExhaustedHook
 from handler.cache import ResponseCache
 from handler.engine import EngineManager
 from handler.engine_command import answer_fingerprint
+from handler.engine_protocol import Engine
 from handler.errors import ConfigError, InternalError, WorkerError
 from handler.exposure import PROCESS_START_S, fleet_margin_seconds, idle_tail_seconds
 from handler.model import resolve_model
 from handler.rates import hourly_rate
 from handler.settings import Settings
-from handler.store import Store, open_store
+from handler.store import open_store
+from handler.store.base import Store
 from handler.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -67,7 +70,7 @@ def scale_to_zero_hook(settings: Settings) -> ExhaustedHook | None:
         )
 
     async def hook(state: BudgetState) -> None:
-        from client.scale import scale_to_zero
+        from core.endpoints import scale_to_zero
 
         log.warning("daily budget spent (%s): scaling endpoint %s to zero", state.day, settings.runpod_endpoint_id)
         await asyncio.to_thread(scale_to_zero, settings.runpod_endpoint_id, settings.runpod_api_key)
@@ -94,7 +97,7 @@ class App:
         settings: Settings,
         env: Mapping[str, str] | None = None,
         *,
-        engine: EngineManager | None = None,
+        engine: Engine | None = None,
         store: Store | None = None,
         handle_sigterm: bool = False,
     ) -> None:
@@ -105,7 +108,7 @@ class App:
         self.model = resolve_model(settings)
         # `engine`: an engine already serving this model (tests share one across apps)
         self._owns_engine = engine is None
-        self.engine = engine or EngineManager(settings, self.model, env=env)
+        self.engine: Engine = engine or EngineManager(settings, self.model, env=env)
         boot = settings.worker_boot_seconds + process_age_seconds() if settings.bill_initializing else 0.0
         self.meter = Meter(settings.seconds_per_token, clock=time.monotonic, boot_seconds=boot)
         self.rate = hourly_rate(settings)
@@ -315,7 +318,7 @@ def create_app(
     settings: Settings,
     env: Mapping[str, str] | None = None,
     *,
-    engine: EngineManager | None = None,
+    engine: Engine | None = None,
     store: Store | None = None,
     handle_sigterm: bool = False,
 ) -> App:

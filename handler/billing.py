@@ -37,10 +37,6 @@ PREFILL_WEIGHT = 0.125
 OVERHEAD_KINDS = ("boot", "engine_start", "idle")
 
 
-def cost_usd(seconds: float, hourly_rate: float) -> float:
-    return seconds * hourly_rate / 3600.0
-
-
 def work_units(prompt_tokens: float, completion_tokens: float) -> float:
     """A job's work for pace and reservations: completion tokens plus weighted prompt tokens."""
     return max(0.0, completion_tokens) + PREFILL_WEIGHT * max(0.0, prompt_tokens)

@@ -36,13 +36,14 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from core.money import MICRO, ceil_micro, to_micro
 from handler import keys
 from handler.alerts import Alerter
 from handler.days import day_of, recent_days, zone
 from handler.errors import BudgetExceeded, BudgetUnavailable, StoreUnavailable
-from handler.money import MICRO, BudgetState, Reservation, ceil_micro, to_micro
+from handler.money import BudgetState, Reservation
 from handler.settings import Settings
-from handler.store import OVERHEAD_KINDS, BudgetCounts, BudgetOutcome, Hold, Store
+from handler.store.base import OVERHEAD_KINDS, BudgetCounts, BudgetLedger, BudgetOutcome, Hold
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ __all__ = ["Budget", "BudgetState", "ExhaustedHook", "Reservation"]
 class Budget:
     def __init__(
         self,
-        store: Store,
+        store: BudgetLedger,
         settings: Settings,
         *,
         holder: str | None = None,

@@ -34,7 +34,7 @@ from handler.cache_keys import cache_key, is_cacheable
 from handler.days import day_of, recent_days, zone
 from handler.errors import StoreUnavailable
 from handler.settings import Settings
-from handler.store import Store
+from handler.store.base import CacheStore
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class Flight:
 class ResponseCache:
     def __init__(
         self,
-        store: Store,
+        store: CacheStore,
         settings: Settings,
         fingerprint: Mapping[str, Any],
         clock: Callable[[], float] = time.time,

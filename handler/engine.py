@@ -309,7 +309,7 @@ class EngineManager:
             else:
                 async with client.post(route, data=orjson.dumps(body), headers=_JSON) as response:
                     status, content = response.status, await response.read()
-        _raise_for_status(status, content)
+        raise_for_status(status, content)
         result: dict[str, Any] = orjson.loads(content)
         return result
 
@@ -319,7 +319,7 @@ class EngineManager:
         payload = {**body, "stream": True, "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
         async with self._call() as client, client.post(route, data=orjson.dumps(payload), headers=_JSON) as response:
             if response.status != 200:
-                _raise_for_status(response.status, await response.read())
+                raise_for_status(response.status, await response.read())
             async for raw in response.content:
                 line = raw.strip()
                 if not line.startswith(b"data:"):
@@ -338,7 +338,7 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def _raise_for_status(status: int, content: bytes) -> None:
+def raise_for_status(status: int, content: bytes) -> None:
     if status == 200:
         return
     try:

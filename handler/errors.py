@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.errors import InputError
+
 
 class WorkerError(Exception):
     type = "worker_error"
@@ -39,6 +41,11 @@ class ConfigError(WorkerError):
 
 class ValidationFailed(WorkerError):
     type = "validation_error"
+
+    @classmethod
+    def of(cls, exc: InputError) -> ValidationFailed:
+        """The job's view of a contract error (core.contract raises InputError)."""
+        return cls(exc.message, field=exc.field)
 
 
 class EngineError(WorkerError):

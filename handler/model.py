@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from builder.manifest import MANIFEST_NAME, ManifestError, read_manifest
+from core.errors import ManifestError
+from core.manifest import MANIFEST_NAME, read_manifest
 from handler.engine_command import ModelRef
 from handler.errors import ConfigError
 from handler.model_cache import cached_snapshot

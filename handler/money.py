@@ -1,21 +1,10 @@
-"""Money in the budget: integer micro-dollars, and the figures a budget day reports (pure)."""
+"""The budget's figures: a job's reservation and what a budget day reports (pure; the arithmetic
+is `core.money`)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
-
-MICRO = 1_000_000
-
-
-def to_micro(usd: float) -> int:
-    return max(0, round(usd * MICRO))
-
-
-def ceil_micro(usd: float) -> int:
-    """Reservations round up: a worst case is never cut by rounding."""
-    return max(0, math.ceil(usd * MICRO - 1e-6))
 
 
 @dataclass(frozen=True)

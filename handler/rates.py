@@ -12,6 +12,8 @@ import logging
 import shutil
 import subprocess
 
+from core.errors import PriceTableError
+from core.prices import load_prices
 from handler.errors import ConfigError
 from handler.settings import Settings
 
@@ -41,9 +43,6 @@ def detected_gpu_name() -> str:
 
 
 def _table_rate(gpu: str, field: str) -> float:
-    from client.errors import PriceTableError
-    from client.prices import load_prices
-
     try:
         return load_prices().hourly_rate(gpu, "on_demand")
     except PriceTableError as exc:

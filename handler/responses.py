@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from handler.contract import CHAT_ROUTE
+from core.contract import CHAT_ROUTE
 
 
 def chunk_text(chunk: dict[str, Any], route: str) -> str:

@@ -17,8 +17,10 @@ from typing import Any
 
 import orjson
 
+from core.cli import USAGE, run_command
+from core.errors import CoreError
 from handler.app import App, create_app
-from handler.errors import ConfigError
+from handler.errors import ConfigError, WorkerError
 from handler.settings import load_settings
 
 
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", nargs="?", default="sample_jobs", type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    return asyncio.run(run_all(args.folder))
+    return run_command(lambda: asyncio.run(run_all(args.folder)), (WorkerError, CoreError), code=USAGE)
 
 
 if __name__ == "__main__":

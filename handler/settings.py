@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from core.contract import DEFAULT_MAX_TOKENS, JobLimits
 from handler.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +93,7 @@ class Settings(BaseModel):
     max_batch_size: int = Field(64, ge=1, description="Most items in one batched job.")
     max_prompt_chars: int = Field(32_000, ge=1, description="Longest prompt (all messages together), in characters.")
     max_tokens_limit: int = Field(2048, ge=1, description="Largest `max_tokens` a job may ask for.")
-    default_max_tokens: int = Field(256, ge=1, description="`max_tokens` for jobs that give none.")
+    default_max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1, description="`max_tokens` for jobs that give none.")
 
     # --- cache -------------------------------------------------------------
     redis_url: str = Field(
@@ -191,6 +192,17 @@ class Settings(BaseModel):
         if self.engine_start == "auto":
             return "lazy" if self.bill_initializing else "boot"
         return self.engine_start
+
+    @property
+    def limits(self) -> JobLimits:
+        """The job contract's limits (core.contract)."""
+        return JobLimits(
+            default_max_tokens=self.default_max_tokens,
+            max_tokens_limit=self.max_tokens_limit,
+            max_prompt_chars=self.max_prompt_chars,
+            max_batch_size=self.max_batch_size,
+            max_cost_usd_per_job=self.max_cost_usd_per_job,
+        )
 
     @property
     def extra_args(self) -> list[str]:

@@ -18,6 +18,9 @@ from typing import Any
 
 import orjson
 
+from core.cli import USAGE, run_command
+from core.errors import CoreError
+from core.tables import table
 from handler.budget import Budget
 from handler.cache import ResponseCache
 from handler.errors import WorkerError
@@ -33,22 +36,6 @@ async def collect(what: str, settings: Settings, days: int) -> list[dict[str, An
         return await Budget(store, settings).daily_spend(days)
     finally:
         await store.close()
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
-
-
-def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    cells = [list(columns)] + [[_cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
-    lines = ["  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)) for line in cells]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
 
 
 def totals(what: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -93,19 +80,26 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     args = parser.parse_args(argv)
     if args.days < 1:
         parser.error("--days must be at least 1")
-    try:
-        settings = load_settings(os.environ if env is None else env)
-        rows = asyncio.run(collect(args.what, settings, args.days))
-    except WorkerError as exc:  # bad settings, or Redis unreachable
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 2
-    if not settings.redis_url:
-        print("note: REDIS_URL is empty, so this shows a fresh in-process store (no figures)", file=sys.stderr)
-    if args.json:
-        sys.stdout.write(orjson.dumps({"rows": rows, "total": totals(args.what, rows)}).decode() + "\n")
-    else:
-        print(table([*rows, totals(args.what, rows)], COLUMNS[args.what]))
-    return 0
+
+    def show() -> int:
+        settings = load_settings(os.environ if env is None else env)  # bad settings: ConfigError
+        rows = asyncio.run(collect(args.what, settings, args.days))  # Redis unreachable: StoreUnavailable
+        if not settings.redis_url:
+            print("note: REDIS_URL is empty, so this shows a fresh in-process store (no figures)", file=sys.stderr)
+        if args.json:
+            sys.stdout.write(orjson.dumps({"rows": rows, "total": totals(args.what, rows)}).decode() + "\n")
+        else:
+            columns = COLUMNS[args.what]
+            print(
+                table(
+                    columns,
+                    [[row.get(c) for c in columns] for row in [*rows, totals(args.what, rows)]],
+                    numbers_right=True,
+                )
+            )
+        return 0
+
+    return run_command(show, (WorkerError, CoreError), code=USAGE)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,14 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
-from handler.billing import Meter, cost_usd, work_units
+from core.contract import MODELS_ROUTE, EngineRequest, Job, parse_job
+from core.errors import InputError
+from core.money import cost_usd
+from handler.billing import Meter, work_units
 from handler.budget import Budget, BudgetState, Reservation
 from handler.cache import CacheOptions, ResponseCache
-from handler.contract import MODELS_ROUTE, EngineRequest, Job, parse_job
-from handler.engine import EngineManager
 from handler.engine_command import ModelRef
+from handler.engine_protocol import Engine
 from handler.errors import ValidationFailed, WorkerError
 from handler.exposure import (
     EXIT_ALLOWANCE_S,
@@ -66,7 +68,7 @@ class Worker:
     def __init__(
         self,
         settings: Settings,
-        engine: EngineManager,
+        engine: Engine,
         model: ModelRef,
         *,
         cache: ResponseCache,
@@ -101,7 +103,7 @@ class Worker:
     # ------------------------------------------------------------- jobs
     async def answer(self, job_id: str, data: Any) -> dict[str, Any]:
         """The whole answer of a job (streaming jobs are answered whole)."""
-        return await self._answer(job_id, parse_job(data, self.settings))
+        return await self._answer(job_id, self._parse(data))
 
     async def _answer(self, job_id: str, job: Job) -> dict[str, Any]:
         if not job.batch:
@@ -122,7 +124,7 @@ class Worker:
 
     async def stream(self, job_id: str, data: Any) -> AsyncIterator[dict[str, Any]]:
         """Stream pieces: ``{"text": delta}``... then the final answer; one piece for other jobs."""
-        job = parse_job(data, self.settings)
+        job = self._parse(data)
         item = job.items[0]
         if job.batch or not isinstance(item, EngineRequest) or not item.stream:
             yield await self._answer(job_id, job)
@@ -130,9 +132,15 @@ class Worker:
         async for piece in self._serve(job_id, item, stream=True):
             yield piece
 
-    async def _batch_item(self, item_id: str, item: EngineRequest | WorkerError, costs: list[float]) -> dict[str, Any]:
-        if isinstance(item, WorkerError):
-            return {"error": item.to_dict()}
+    def _parse(self, data: Any) -> Job:
+        try:
+            return parse_job(data, self.settings.limits)
+        except InputError as exc:
+            raise ValidationFailed.of(exc) from None
+
+    async def _batch_item(self, item_id: str, item: EngineRequest | InputError, costs: list[float]) -> dict[str, Any]:
+        if isinstance(item, InputError):
+            return {"error": ValidationFailed.of(item).to_dict()}
         try:
             return await self._final(self._serve(item_id, item, stream=False, costs=costs))
         except WorkerError as exc:

@@ -9,8 +9,9 @@ import pytest
 
 from devtools.redis_server import RedisClusterNodes, RedisServer, existing_or_new, make_certs
 from handler.app import App, create_app
-from handler.store import RedisStore, Store
-from handler.store_embedded import EmbeddedStore
+from handler.store.base import Store
+from handler.store.embedded import EmbeddedStore
+from handler.store.redis_store import RedisStore
 from tests.engine_support import require_model, settings_for
 
 TEST_HOURLY_RATE = "3.6"  # USD per worker hour: a tenth of a cent per second, easy to check

@@ -12,7 +12,7 @@ import pytest
 
 from builder.bake import bake
 from builder.errors import SourceError
-from builder.manifest import read_manifest
+from core.manifest import read_manifest
 from handler.model import resolve_model
 from handler.settings import Settings
 from tests.prerequisites import needs_tiny

@@ -19,7 +19,7 @@ from handler.budget import Budget, BudgetState
 from handler.errors import BudgetExceeded, ConfigError
 from handler.rates import hourly_rate
 from handler.settings import load_settings
-from handler.store import Store
+from handler.store.base import Store
 
 DAY_ONE = 1_794_908_800.0  # 2026-11-17 09:46:40 UTC
 
@@ -340,7 +340,7 @@ def test_stats_command_shows_spend_and_cache_per_day(
 ) -> None:
     from handler.cache import ResponseCache
     from handler.stats import main
-    from handler.store import RedisStore
+    from handler.store.redis_store import RedisStore
 
     env = {"REDIS_URL": redis_url, "CACHE_NAMESPACE": namespace, "BUDGET_NAMESPACE": namespace,
            "DAILY_BUDGET_USD": "2", "GPU_HOURLY_RATE": "1"}  # fmt: skip
@@ -365,7 +365,7 @@ def test_stats_command_shows_spend_and_cache_per_day(
     assert (today["jobs_usd"], today["overhead_usd"], today["boot_usd"]) == (0.125, 0.25, 0.25)
     assert main(["cache", "--days", "1"], env) == 0
     text = capsys.readouterr().out
-    assert "hit_rate" in text and "0.5000" in text and "0.2500" in text
+    assert "hit_rate" in text and " 0.5 " in text and " 0.25" in text
     assert main(["spend"], {**env, "REDIS_URL": "redis://127.0.0.1:1/0"}) == 2
     assert "unreachable" in capsys.readouterr().err
 

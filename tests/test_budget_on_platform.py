@@ -22,7 +22,7 @@ from devtools.platform import EndpointConfig, Platform
 from handler.budget import Budget, BudgetState
 from handler.exposure import EXIT_ALLOWANCE_S
 from handler.settings import load_settings
-from handler.store import RedisStore
+from handler.store.redis_store import RedisStore
 from tests.engine_support import require_model, worker_env
 from tests.platform_support import API_KEY, REPO_ROOT, Client, ProcWatch, running_platform, wait_status
 

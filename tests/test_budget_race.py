@@ -14,7 +14,7 @@ from handler import keys
 from handler.budget import Budget
 from handler.errors import BudgetExceeded
 from handler.settings import load_settings
-from handler.store import RedisStore
+from handler.store.redis_store import RedisStore
 
 PROCESSES = 8
 JOBS_PER_PROCESS = 60

@@ -16,7 +16,7 @@ from devtools.fake_runpod import FakeRunPod, echo_handler
 from handler.app import create_app
 from handler.budget import Budget
 from handler.errors import ConfigError
-from handler.store import RedisStore
+from handler.store.redis_store import RedisStore
 from tests.engine_support import settings_for
 
 pytestmark = pytest.mark.redis

@@ -14,7 +14,8 @@ from devtools.redis_server import delete_namespace
 from handler import keys
 from handler.cache import CacheOptions, ResponseCache
 from handler.settings import load_settings
-from handler.store import RedisStore, Store
+from handler.store.base import Store
+from handler.store.redis_store import RedisStore
 
 FINGERPRINT = {"model": "tiny", "revision": "r1", "quantization": "", "dtype": "float32"}
 ROUTE = "/v1/completions"

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from core.contract import parse_single
 from handler.cache_keys import cache_key, is_cacheable
-from handler.contract import parse_single
 from handler.settings import load_settings
 
 FINGERPRINT = {"model": "smollm2", "revision": "abc", "quantization": "", "dtype": "float32", "max_model_len": 2048}
@@ -96,7 +96,7 @@ def test_messages_content_and_order_change_the_key() -> None:
 
 def test_omitted_values_and_explicit_defaults_share_a_key_through_the_contract() -> None:
     settings = load_settings({})
-    omitted = parse_single({"prompt": "hi", "sampling_params": {"temperature": 0}}, settings)
+    omitted = parse_single({"prompt": "hi", "sampling_params": {"temperature": 0}}, settings.limits)
     explicit = parse_single(
         {
             "prompt": "hi",
@@ -111,10 +111,10 @@ def test_omitted_values_and_explicit_defaults_share_a_key_through_the_contract()
                 "repetition_penalty": 1.0,
             },
         },
-        settings,
+        settings.limits,
     )
     assert key(omitted.body) == key(explicit.body)
-    other = parse_single({"prompt": "hi", "sampling_params": {"temperature": 0, "top_k": 5}}, settings)
+    other = parse_single({"prompt": "hi", "sampling_params": {"temperature": 0, "top_k": 5}}, settings.limits)
     assert key(other.body) != key(omitted.body)
 
 

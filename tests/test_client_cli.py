@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from client.__main__ import main
-from client.prices import PACKAGED_PRICES
+from core.prices import PACKAGED_PRICES
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from client.errors import PriceTableError
-from client.prices import PACKAGED_PRICES, load_prices
+from core.errors import PriceTableError
+from core.prices import PACKAGED_PRICES, load_prices
 
 
 def test_packaged_table_has_seed_004_figures() -> None:

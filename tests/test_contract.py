@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from handler.contract import CHAT_ROUTE, COMPLETIONS_ROUTE, EngineRequest, parse_job, parse_single
-from handler.errors import ValidationFailed
+from core.contract import CHAT_ROUTE, COMPLETIONS_ROUTE, EngineRequest, parse_job, parse_single
+from core.errors import InputError
 from handler.settings import load_settings
 
 SETTINGS = load_settings({"DEFAULT_MAX_TOKENS": "100", "MAX_TOKENS_LIMIT": "500", "MAX_BATCH_SIZE": "3",
@@ -15,7 +15,7 @@ SETTINGS = load_settings({"DEFAULT_MAX_TOKENS": "100", "MAX_TOKENS_LIMIT": "500"
 
 
 def single(data: dict[str, Any]) -> EngineRequest:
-    return parse_single(data, SETTINGS)
+    return parse_single(data, SETTINGS.limits)
 
 
 def test_prompt_job_fills_every_sampling_default() -> None:
@@ -78,18 +78,18 @@ def test_openai_input_is_passed_through_with_defaults_and_without_model() -> Non
     ],
 )
 def test_bad_input_names_the_field(data: Any, field: str) -> None:
-    with pytest.raises(ValidationFailed) as info:
-        parse_job(data, SETTINGS)
+    with pytest.raises(InputError) as info:
+        parse_job(data, SETTINGS.limits)
     assert info.value.field == field
     assert field in info.value.message
 
 
 def test_batch_keeps_bad_items_in_place() -> None:
-    job = parse_job({"requests": [{"prompt": "a"}, {"prompt": ""}, {"prompt": "c", "stream": True}]}, SETTINGS)
+    job = parse_job({"requests": [{"prompt": "a"}, {"prompt": ""}, {"prompt": "c", "stream": True}]}, SETTINGS.limits)
     assert job.batch
     assert isinstance(job.items[0], EngineRequest)
-    assert isinstance(job.items[1], ValidationFailed) and job.items[1].field == "requests.1.prompt"
-    assert isinstance(job.items[2], ValidationFailed) and job.items[2].field == "requests.2.stream"
+    assert isinstance(job.items[1], InputError) and job.items[1].field == "requests.1.prompt"
+    assert isinstance(job.items[2], InputError) and job.items[2].field == "requests.2.stream"
 
 
 @pytest.mark.parametrize(
@@ -98,8 +98,8 @@ def test_batch_keeps_bad_items_in_place() -> None:
      ({"requests": [{"prompt": "a"}], "stream": True}, "stream")],
 )  # fmt: skip
 def test_bad_batches_fail_as_a_whole(data: Any, field: str) -> None:
-    with pytest.raises(ValidationFailed) as info:
-        parse_job(data, SETTINGS)
+    with pytest.raises(InputError) as info:
+        parse_job(data, SETTINGS.limits)
     assert info.value.field == field
 
 
@@ -107,10 +107,10 @@ def test_max_completion_tokens_is_the_cap_and_is_limited() -> None:
     chat = {"openai_route": "/v1/chat/completions", "openai_input": {"messages": [{"role": "user", "content": "hi"}]}}
     req = single({**chat, "openai_input": {**chat["openai_input"], "max_tokens": 10, "max_completion_tokens": 20}})
     assert req.body["max_tokens"] == 20 and "max_completion_tokens" not in req.body  # vLLM would prefer it
-    with pytest.raises(ValidationFailed) as over:
+    with pytest.raises(InputError) as over:
         single({**chat, "openai_input": {**chat["openai_input"], "max_completion_tokens": 501}})
     assert over.value.field == "openai_input.max_completion_tokens" and "over the limit of 500" in over.value.message
-    with pytest.raises(ValidationFailed, match="whole number"):
+    with pytest.raises(InputError, match="whole number"):
         single({**chat, "openai_input": {**chat["openai_input"], "max_completion_tokens": "lots"}})
     completions = {"openai_route": "/v1/completions", "openai_input": {"prompt": "hi", "max_completion_tokens": 7}}
     assert single(completions).body["max_tokens"] == 7
@@ -119,7 +119,7 @@ def test_max_completion_tokens_is_the_cap_and_is_limited() -> None:
 def test_openai_content_parts_count_toward_the_prompt_limit() -> None:
     parts = [{"type": "text", "text": "x" * 30}, {"type": "text", "text": "y" * 30}]
     data = {"openai_route": "/v1/chat/completions", "openai_input": {"messages": [{"role": "user", "content": parts}]}}
-    with pytest.raises(ValidationFailed) as refused:
+    with pytest.raises(InputError) as refused:
         single(data)
     assert refused.value.field == "openai_input.messages" and "60 characters" in refused.value.message
 
@@ -127,9 +127,9 @@ def test_openai_content_parts_count_toward_the_prompt_limit() -> None:
 def test_max_cost_usd_is_carried_and_validated() -> None:
     assert single({"prompt": "hi", "max_cost_usd": 0.01}).max_cost_usd == 0.01
     assert single({"prompt": "hi"}).max_cost_usd is None
-    capped = parse_single({"prompt": "hi"}, load_settings({"MAX_COST_USD_PER_JOB": "0.5"}))
+    capped = parse_single({"prompt": "hi"}, load_settings({"MAX_COST_USD_PER_JOB": "0.5"}).limits)
     assert capped.max_cost_usd == 0.5
-    with pytest.raises(ValidationFailed) as bad:
+    with pytest.raises(InputError) as bad:
         single({"prompt": "hi", "max_cost_usd": -1})
     assert bad.value.field == "max_cost_usd"
 
@@ -147,13 +147,13 @@ def test_max_cost_usd_is_carried_and_validated() -> None:
     ],
 )  # fmt: skip
 def test_every_limit_applies_to_openai_inputs(openai_input: dict[str, Any], field: str, problem: str) -> None:
-    with pytest.raises(ValidationFailed) as refused:
+    with pytest.raises(InputError) as refused:
         single({"openai_route": "/v1/completions", "openai_input": openai_input})
     assert refused.value.field == field and problem in refused.value.message, refused.value.message
 
 
 def test_the_same_stop_limits_apply_to_plain_shapes() -> None:
-    with pytest.raises(ValidationFailed) as refused:
+    with pytest.raises(InputError) as refused:
         single({"prompt": "hi", "sampling_params": {"stop": ["x"] * 17}})
     assert refused.value.field == "sampling_params.stop"
     chat_logprobs = {"openai_route": "/v1/chat/completions",

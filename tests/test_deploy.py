@@ -11,8 +11,9 @@ import runpod
 
 from client.__main__ import main
 from client.deploy import load_endpoint_config
-from client.errors import ConfigFileError, DeployError
-from client.scale import scale_to_zero
+from client.errors import ConfigFileError
+from core.endpoints import scale_to_zero
+from core.errors import EndpointApiError
 from devtools.fake_jobs import Backend
 from devtools.fake_runpod import FakeRunPod, echo_handler
 
@@ -76,17 +77,19 @@ async def test_deploy_with_wrong_key_fails_clearly(fake: FakeRunPod, capsys: pyt
 async def test_scale_to_zero_stops_new_jobs_running(fake: FakeRunPod) -> None:
     runpod.api_key = "deploy-key"
     endpoint = await asyncio.to_thread(
-        runpod.create_endpoint, "budgeted", "tpl-x", gpu_ids="ADA_24", workers_max=4, idle_timeout=9
+        runpod.create_endpoint, "budgeted", "tpl-x", gpu_ids="ADA_24", workers_max=4, idle_timeout=9, flashboot=True
     )
+    assert fake.registry.endpoints[endpoint["id"]]["flashBootType"] == "FLASHBOOT"
     await asyncio.to_thread(scale_to_zero, endpoint["id"], "deploy-key")
     saved = fake.registry.endpoints[endpoint["id"]]
     assert (saved["workersMin"], saved["workersMax"]) == (0, 0)
     assert (saved["idleTimeout"], saved["gpuIds"], saved["name"]) == (9, "ADA_24", "budgeted")  # the rest is kept
+    assert saved["flashBootType"] == "FLASHBOOT"
     # jobs sent now wait in the queue: no worker may take them
     job = await asyncio.to_thread(lambda: runpod.Endpoint(endpoint["id"]).run({"prompt": "x"}))
     await asyncio.sleep(0.3)
     assert await asyncio.to_thread(job.status) == "IN_QUEUE"
-    with pytest.raises(DeployError, match="'nope' not found"):
+    with pytest.raises(EndpointApiError, match="'nope' not found"):
         await asyncio.to_thread(scale_to_zero, "nope", "deploy-key")
 
 

@@ -24,7 +24,7 @@ def test_hadolint_passes() -> None:
 
 def test_stages_and_base() -> None:
     stages = re.findall(r"^FROM\s+(\S+)\s+AS\s+(\S+)", TEXT, re.M)
-    assert [name for _, name in stages] == ["base", "worker-venv", "model", "cpu", "gpu"]
+    assert [name for _, name in stages] == ["base", "worker-venv", "model", "cpu-engine", "cpu-warm", "cpu", "gpu"]
     assert "ARG VLLM_IMAGE=vllm/vllm-openai:v0.32.0" in TEXT
     for arg in ("MODEL_NAME", "MODEL_REVISION", "QUANTIZATION"):
         assert re.search(rf"^ARG {arg}=", TEXT, re.M)
@@ -45,6 +45,15 @@ def test_runtime_env_and_command() -> None:
     cpu = TEXT.split("AS cpu", 1)[1].split("AS gpu", 1)[0]
     assert "setup_engine.sh" in cpu and "HF_HUB_OFFLINE=1" in cpu
     assert "/opt/engine-venv/bin/python -m vllm.entrypoints.openai.api_server" in cpu
+
+
+def test_the_runtime_images_carry_the_worker_alone() -> None:
+    """The images RunPod runs hold `core` and `handler`: no builder, no client (issue 16)."""
+    for target in ("cpu-engine", "cpu", "gpu"):
+        stage = TEXT.split(f" AS {target}\n", 1)[1].split("\nFROM ", 1)[0]
+        copied = set(re.findall(r"^COPY (?!--from)(\S+)/ ", stage, re.M))
+        assert copied <= {"core", "handler"}, (target, copied)
+    assert "COPY core/ /app/core/" in TEXT.split(" AS gpu\n", 1)[1]
 
 
 def test_copied_paths_exist() -> None:

@@ -15,8 +15,9 @@ from builder.__main__ import main
 from builder.errors import SourceError
 from builder.fetch import FetchOptions, classify, fetch
 from builder.hub import hub_token, parse_hub_uri
-from builder.manifest import MANIFEST_NAME, check_files, read_manifest
+from builder.manifest import check_files
 from builder.model_files import staging_dir, wanted_by_vllm
+from core.manifest import MANIFEST_NAME, read_manifest
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -16,8 +16,9 @@ import pytest
 from builder.errors import UnsupportedModel
 from builder.gguf_convert import GgufHeader, check_supported
 from builder.gguf_source import KNOWN
-from builder.manifest import check_files, read_manifest
+from builder.manifest import check_files
 from builder.model_files import staging_dir
+from core.manifest import read_manifest
 from tests.prerequisites import needs_engine_venv
 
 REPO = Path(__file__).resolve().parents[1]

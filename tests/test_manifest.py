@@ -1,4 +1,4 @@
-"""builder.manifest: hashing, round trip, and clear errors for bad manifests."""
+"""core.manifest and builder.manifest: hashing, round trip, and clear errors for bad manifests."""
 
 from __future__ import annotations
 
@@ -8,19 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.manifest import (
-    FORMAT_VERSION,
-    MANIFEST_NAME,
-    FileEntry,
-    Manifest,
-    ManifestError,
-    Source,
-    check_files,
-    files_digest,
-    hash_files,
-    read_manifest,
-    write_manifest,
-)
+from builder.manifest import check_files, files_digest, hash_files, write_manifest
+from core.errors import ManifestError
+from core.manifest import FORMAT_VERSION, MANIFEST_NAME, FileEntry, Manifest, Source, read_manifest
 
 
 def _folder(tmp_path: Path) -> Path:

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from handler.app import create_app
-from handler.store_embedded import EmbeddedStore
+from handler.store.embedded import EmbeddedStore
 from tests.engine_support import settings_for
 
 

@@ -15,7 +15,8 @@ from handler.budget import Budget
 from handler.cache import CacheOptions, ResponseCache
 from handler.errors import BudgetExceeded, BudgetUnavailable, ConfigError, StoreUnavailable
 from handler.settings import load_settings
-from handler.store import RETRY_AFTER_S, RedisStore, open_store
+from handler.store import open_store
+from handler.store.redis_store import RETRY_AFTER_S, RedisStore
 
 pytestmark = pytest.mark.redis
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from client.planning import cold_starts_per_day, compare_with_apis, estimate_monthly, plan_budget, spot_advice
-from client.prices import ApiPrice, load_prices
+from core.prices import ApiPrice, load_prices
 
 PRICES = load_prices()
 RTX4090 = PRICES.gpu("RTX_4090")  # on-demand 0.44, spot 0.18 (seed 004)

@@ -16,7 +16,7 @@ import pytest
 import requests
 import runpod
 
-from client.management import find_endpoint, save_endpoint
+from core.endpoints import find_endpoint, save_endpoint
 from devtools.platform import EndpointConfig, Limits, Platform
 from tests.platform_support import API_KEY, Client, dump_logs, echo_config, wait_status
 

@@ -12,9 +12,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from builder.errors import SourceError
-from builder.manifest import read_manifest
 from builder.publish import publish
 from builder.storage import Tiers, download_prefix, get_lifecycle
+from core.manifest import read_manifest
 from tests.prerequisites import strict
 
 TINY = Path(__file__).resolve().parent.parent / "models" / "tiny"

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.manifest import check_files, read_manifest
+from builder.manifest import check_files
+from core.manifest import read_manifest
 from tests.prerequisites import needs_awq, needs_tiny
 
 ROOT = Path(__file__).resolve().parent.parent

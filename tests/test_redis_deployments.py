@@ -17,7 +17,7 @@ import redis
 from handler.budget import Budget
 from handler.errors import ConfigError, StoreUnavailable
 from handler.settings import load_settings
-from handler.store import RedisStore
+from handler.store.redis_store import RedisStore
 
 pytestmark = pytest.mark.redis
 REPO = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from builder.rightsize import count_params, estimate, kv_cache_bytes, weight_bytes
-from client.prices import load_prices
+from core.prices import load_prices
 
 LLAMA2_7B = {
     "model_type": "llama",

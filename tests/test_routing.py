@@ -77,3 +77,16 @@ def test_bad_configuration_is_refused() -> None:
         Thresholds(small_below=500, medium_below=100)
     with pytest.raises(ValueError, match="at least one tier"):
         Router({})
+
+
+def test_the_estimate_reads_jobs_as_the_worker_does() -> None:
+    # max_completion_tokens is the cap the worker applies: 8 chars -> 2, + 30 = 32
+    chat = {"openai_route": "/v1/chat/completions", "openai_input": {
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "abcdefgh"}]}],
+        "max_completion_tokens": 30}}  # fmt: skip
+    assert estimate_tokens(chat) == 32
+    # input the worker refuses counts nothing; a refused batch item counts nothing
+    assert estimate_tokens({"prompt": ""}) == 0
+    assert estimate_tokens({"prompt": "abcd", "messages": []}) == 0
+    batch = {"requests": [{"prompt": "abcd", "sampling_params": {"max_tokens": 5}}, {"prompt": 7}]}
+    assert estimate_tokens(batch) == 6

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.manifest import check_files, read_manifest
+from builder.manifest import check_files
+from core.manifest import read_manifest
 from tests.prerequisites import needs_engine_venv
 
 REPO = Path(__file__).resolve().parents[1]

@@ -56,13 +56,14 @@ def test_warm_keeps_vllms_cache_beside_the_model(tmp_path: Path) -> None:
 
 
 def test_the_builder_runs_without_the_worker_package(tmp_path: Path) -> None:
-    """The image's model stage copies builder/ alone: every command must still register there."""
+    """The image's model stage copies core/ and builder/ alone: every command must still register there."""
     import subprocess
     import sys
 
     from handler.settings import REPO_ROOT
 
     shutil.copytree(REPO_ROOT / "builder", tmp_path / "builder")
+    shutil.copytree(REPO_ROOT / "core", tmp_path / "core")
     done = subprocess.run([sys.executable, "-m", "builder", "--help"], cwd=tmp_path, capture_output=True, check=False,
                           text=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})  # fmt: skip
     assert done.returncode == 0, done.stderr

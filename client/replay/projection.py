@@ -60,6 +60,7 @@ from client.errors import TraceError
 from client.planning import DAYS_PER_MONTH
 from client.replay.summary import percentile
 from client.replay.trace import TraceEvent, request_key
+from core.money import cost_usd
 from devtools.platform.config import SCALER_TYPES, Limits
 from devtools.platform.ledger import STATES, billed
 from devtools.platform.scaler import ScaleState, idle_to_stop, to_start
@@ -185,7 +186,7 @@ class Projection:
 
     def bill_usd(self, hourly_rate: float, include_initializing: bool = True) -> float:
         _check_number("hourly_rate", hourly_rate, low=0.0)
-        return self.billed_seconds(include_initializing) * hourly_rate / 3600.0
+        return cost_usd(self.billed_seconds(include_initializing), hourly_rate)
 
     def scaled(self, factor: float) -> Projection:
         """Every total times `factor` (latencies unchanged): a trace's bill over more or fewer days."""

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from client.replay.trace import TraceEvent, request_key
+from core.money import cost_usd
 from devtools.platform.ledger import billed
 
 RULES = ("startup_billed", "initializing_unbilled")
@@ -81,7 +82,7 @@ class RunSummary:
         return billed(self.state_seconds(), rule == "startup_billed")
 
     def bill_usd(self, rule: str) -> float:
-        return self.billed_seconds(rule) * self.hourly_rate / 3600.0
+        return cost_usd(self.billed_seconds(rule), self.hourly_rate)
 
     # --- the worker's count ---------------------------------------------------------
     def budget_spent_seconds(self) -> float:

@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     price = p.add_mutually_exclusive_group()
     price.add_argument("--gpu-hourly-rate", type=float, default=None, help="USD per worker-hour")
     price.add_argument(
-        "--gpu-type", default=None, help="price the bill as this GPU (client/data/prices.json); workers get GPU_TYPE"
+        "--gpu-type", default=None, help="price the bill as this GPU (core/data/prices.json); workers get GPU_TYPE"
     )
     p.add_argument("--no-bill-initializing", action="store_true", help="the bill's default reading leaves it out")
     p.add_argument("--jobs", type=Path, default=None, help="a job file, or a folder of them, to send and exit")
@@ -75,7 +75,7 @@ def endpoint_config(args: argparse.Namespace) -> EndpointConfig:
         env[key] = value
     rate = args.gpu_hourly_rate or 0.0
     if args.gpu_type:
-        from client.prices import load_prices
+        from core.prices import load_prices
 
         rate = load_prices().hourly_rate(args.gpu_type)
         env.setdefault("GPU_TYPE", args.gpu_type)  # the worker prices its own seconds alike

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from handler.keys import BudgetKeys
-from handler.store import OVERHEAD_KINDS, BudgetCounts, BudgetOutcome, Hold, Store
+from handler.store.base import OVERHEAD_KINDS, BudgetCounts, BudgetOutcome, Hold, Store
 
 
 class EmbeddedStore(Store):
@@ -106,7 +106,7 @@ class EmbeddedStore(Store):
         with self._mutex:
             return dict(self._hashes[key]) if self._alive(key) and key in self._hashes else {}
 
-    # --- budget (the Lua scripts' meaning, see handler.store_lua) ------------
+    # --- budget (the Lua scripts' meaning, see handler.store.lua) ------------
     def _sweep(self, keys: BudgetKeys) -> None:
         now = self._now_ms()
         state, res, exp = self._hash(keys.state), self._hash(keys.reservations), self._hash(keys.expiries)

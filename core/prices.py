@@ -1,9 +1,9 @@
 """The price table: GPU hourly rates (on-demand and spot) and API prices per million tokens.
 
-`load_prices(path)` reads the packaged `client/data/prices.json`, or the user's
+`load_prices(path)` reads the packaged `core/data/prices.json`, or the user's
 file when a path is given (the CLI passes `--prices` or the `PRICE_TABLE`
-variable; nothing here reads the environment). Pure pydantic + stdlib, so the
-worker imports it too (GPU_TYPE -> hourly rate).
+variable; nothing here reads the environment). Pure pydantic + stdlib: the
+worker, the builder and the client import it (GPU_TYPE -> hourly rate).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from client.errors import PriceTableError
+from core.errors import PriceTableError
 
 PACKAGED_PRICES = Path(__file__).resolve().parent / "data" / "prices.json"
 

@@ -1,9 +1,7 @@
-"""Store backends for the cache and the budget: Redis, or an embedded in-process store.
+"""The Redis backend of the cache and the budget (one server, TLS, or a Redis Cluster).
 
-Only this module (with `handler.store_lua` and `handler.store_embedded`) talks to
-Redis. Both backends offer the same operations with the same meaning; the Redis
-one runs every multi-step operation as one Lua script, so it is atomic across
-all workers of an endpoint.
+Only this module (with `handler.store.lua`, its scripts) talks to Redis. It runs every
+multi-step operation as one Lua script, so it is atomic across all workers of an endpoint.
 
 An unreachable Redis, or one that refuses an operation (out of memory, a script
 or cluster error), raises `StoreUnavailable` (never a redis-py exception).
@@ -14,13 +12,10 @@ not one per job; for a short while after a failure it answers
 
 from __future__ import annotations
 
-import abc
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,10 +27,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from handler import store_lua
 from handler.errors import ConfigError, StoreUnavailable
 from handler.keys import JOBS_KEEP_SECONDS, STATE_KEEP_SECONDS, BudgetKeys
-from handler.settings import REDIS_SCHEMES, Settings
+from handler.settings import REDIS_SCHEMES
+from handler.store import lua as store_lua
+from handler.store.base import OVERHEAD_KINDS, BudgetCounts, BudgetOutcome, Hold, Store
 
 log = logging.getLogger(__name__)
 
@@ -44,119 +40,6 @@ COMMAND_TIMEOUT_S = 2.0
 POOL_WAIT_S = 10.0  # a job waits this long for a free connection when all are busy
 RETRY_AFTER_S = 0.25  # after a failure, answer "unavailable" at once for this long
 REFUSAL_LOG_EVERY_S = 60.0
-
-
-OVERHEAD_KINDS = ("boot", "engine_start", "idle")
-
-
-@dataclass(frozen=True)
-class BudgetCounts:
-    """One budget day as stored, in micro-dollars: spent (jobs plus overhead), reserved,
-    jobs settled, and spent split into jobs and the workers' overhead by kind."""
-
-    spent: int
-    reserved: int
-    jobs: int
-    job_spent: int = 0
-    boot: int = 0
-    engine_start: int = 0
-    idle: int = 0
-
-    @property
-    def overhead(self) -> int:
-        return self.boot + self.engine_start + self.idle
-
-
-@dataclass(frozen=True)
-class Hold:
-    """A change of a holder's (one worker's) reservation, in micro-dollars; the reservation
-    lapses `ttl_ms` after its last change. Changes commute: they may arrive in any order."""
-
-    holder: str
-    change: int
-    ttl_ms: int
-
-
-@dataclass(frozen=True)
-class BudgetOutcome:
-    ok: bool  # reserve: the holder's reservation was set (False: refused, over the limit)
-    first: bool  # settle: the job was counted now (False: settled before; nothing counted again)
-    alert: bool  # True for exactly one operation per day: the one that crossed the alert level
-    counts: BudgetCounts
-
-
-class Store(abc.ABC):
-    """The operations the cache and the budget need. Times in milliseconds."""
-
-    kind: str
-
-    @abc.abstractmethod
-    async def get(self, key: str) -> bytes | None: ...
-
-    @abc.abstractmethod
-    async def set(self, key: str, value: bytes, ttl_ms: int) -> None: ...
-
-    @abc.abstractmethod
-    async def delete(self, key: str) -> None: ...
-
-    @abc.abstractmethod
-    async def get_or_lock(
-        self, entry_key: str, lock_key: str, token: str, lock_ttl_ms: int
-    ) -> tuple[bytes | None, bool]:
-        """The entry if present; else try to take the lock: (None, True) when taken now."""
-
-    @abc.abstractmethod
-    async def try_lock(self, lock_key: str, token: str, lock_ttl_ms: int) -> bool:
-        """Take the lock if free (SET NX PX)."""
-
-    @abc.abstractmethod
-    async def extend_lock(self, lock_key: str, token: str, lock_ttl_ms: int) -> bool:
-        """Renew the lock's expiry only if `token` still holds it."""
-
-    @abc.abstractmethod
-    async def unlock(self, lock_key: str, token: str) -> bool:
-        """Delete the lock only if `token` still holds it (compare-and-delete)."""
-
-    @abc.abstractmethod
-    async def incr_fields(self, key: str, increments: Mapping[str, int], ttl_ms: int) -> None: ...
-
-    @abc.abstractmethod
-    async def read_fields(self, key: str) -> dict[str, int]: ...
-
-    # Budget: a holder (one worker) holds one reservation per day, the worst case of what
-    # it will still be billed; it lapses `hold.ttl_ms` after its last change.
-    @abc.abstractmethod
-    async def budget_reserve(self, keys: BudgetKeys, hold: Hold, limit: int, alert_at: int) -> BudgetOutcome:
-        """Atomically: drop lapsed reservations; change the holder's reservation by `hold.change`
-        (never under 0) if it shrinks or spent + reserved + change <= limit (limit < 0: none);
-        on refusal, fire the day's alert (alert_at >= 0) if it has not fired."""
-
-    @abc.abstractmethod
-    async def budget_settle(
-        self, keys: BudgetKeys, hold: Hold, job_id: str, amount: int, alert_at: int
-    ) -> BudgetOutcome:
-        """Atomically: count `amount` once per job id, change the holder's reservation (`hold`),
-        report whether spend crossed `alert_at` (< 0: never) for the first time today."""
-
-    @abc.abstractmethod
-    async def budget_accrue(
-        self, keys: BudgetKeys, hold: Hold, overhead: Mapping[str, int], alert_at: int
-    ) -> BudgetOutcome:
-        """Atomically: raise the holder's cumulative overhead of the day (by kind, OVERHEAD_KINDS)
-        to the totals given, counting only the growth; change its reservation (`hold`)."""
-
-    @abc.abstractmethod
-    async def budget_release(self, keys: BudgetKeys, holder: str) -> BudgetCounts:
-        """Drop the holder's reservation."""
-
-    @abc.abstractmethod
-    async def budget_read(self, keys: BudgetKeys) -> BudgetCounts: ...
-
-    @abc.abstractmethod
-    async def ping(self) -> None: ...
-
-    @abc.abstractmethod
-    async def close(self) -> None: ...
 
 
 def _outcome(values: list[Any]) -> BudgetOutcome:
@@ -361,20 +244,3 @@ class RedisStore(Store):
 
     async def close(self) -> None:
         await self._redis.aclose()
-
-
-async def open_store(settings: Settings) -> Store:
-    """Redis when REDIS_URL is set, else the embedded store (one worker only).
-
-    An unreachable Redis is not fatal here: the store is returned, one warning is
-    logged, and the cache and budget act on the outage until Redis answers.
-    """
-    if not settings.redis_url:
-        from handler.store_embedded import EmbeddedStore
-
-        log.info("REDIS_URL is empty: cache and budget use an in-process store (this worker only)")
-        return EmbeddedStore()
-    store = RedisStore(settings.redis_url)
-    with contextlib.suppress(StoreUnavailable):  # logged once by the store; the worker still serves
-        await store.ping()
-    return store

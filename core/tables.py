@@ -1,4 +1,4 @@
-"""Plain-text tables for the CLI (and `--json` output)."""
+"""Plain-text tables and `--json` output, for every CLI (client, builder, handler.stats)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,16 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, numbers_right: bool = False) -> str:
+    """Columns padded to their widest cell, a rule under the headers; `numbers_right`: every
+    column right-aligned (tables of figures)."""
     cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+
+    def pad(cell: str, width: int) -> str:
+        return cell.rjust(width) if numbers_right else cell.ljust(width)
+
+    lines = ["  ".join(pad(c, w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -25,6 +31,8 @@ def as_json(data: Any) -> str:
 
 
 def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):

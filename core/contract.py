@@ -1,4 +1,4 @@
-"""The job contract: typed input models, validation, and normalisation.
+"""The job contract: typed input models, validation, and normalisation (the one job-shape parser).
 
 A job's ``input`` takes one of four shapes::
 
@@ -12,7 +12,7 @@ plus ``"stream": true``, ``"cache": {"bypass"|"refresh"|"ttl"}`` and
 `parse_job` turns it into `EngineRequest` objects whose body is what vLLM's
 OpenAI server receives, with every sampling parameter filled in (so the cache
 key sees an omitted value and its explicit default alike). Bad input raises
-`ValidationFailed` naming the field.
+`InputError` naming the field; each part reports it in its own terms.
 """
 
 from __future__ import annotations
@@ -23,19 +23,30 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from handler.errors import ValidationFailed
-from handler.settings import Settings
+from core.errors import InputError
 
 CHAT_ROUTE = "/v1/chat/completions"
 COMPLETIONS_ROUTE = "/v1/completions"
 MODELS_ROUTE = "/v1/models"
 OpenAIRoute = Literal["/v1/chat/completions", "/v1/completions", "/v1/models"]
+DEFAULT_MAX_TOKENS = 256  # the worker's DEFAULT_MAX_TOKENS default
 MAX_STOPS = 16
 MAX_STOP_CHARS = 256
 MAX_LOGPROBS = 20
 # OpenAI fields that are not sampling parameters but change the work: checked here, passed through
 _OPENAI_COUNTS = {"best_of": (1, 16), "logprobs": (0, MAX_LOGPROBS), "top_logprobs": (0, MAX_LOGPROBS)}
 _OPENAI_PROMPT_LIKE = ("tools", "functions", "response_format", "suffix")
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """The worker's limits on a job (its settings' MAX_* and DEFAULT_MAX_TOKENS)."""
+
+    default_max_tokens: int = DEFAULT_MAX_TOKENS
+    max_tokens_limit: int = 2048
+    max_prompt_chars: int = 32_000
+    max_batch_size: int = 64
+    max_cost_usd_per_job: float = 0.0  # 0: no cap unless the job sets max_cost_usd
 
 
 class _Strict(BaseModel):
@@ -120,15 +131,20 @@ class EngineRequest:
         return max(1, int(self.body.get("n") or 1))
 
     @property
+    def prompt_texts(self) -> list[str]:
+        """The prompt's texts, message by message (what a tokenizer counts)."""
+        return _texts(self.body.get("prompt") if "prompt" in self.body else self.body.get("messages"))
+
+    @property
     def prompt_chars(self) -> int:
-        return _prompt_chars(self.body.get("prompt") if "prompt" in self.body else self.body.get("messages"))
+        return sum(len(text) for text in self.prompt_texts)
 
 
 @dataclass(frozen=True)
 class Job:
     """A parsed job: one request, or a batch whose items may have failed validation."""
 
-    items: list[EngineRequest | ValidationFailed]
+    items: list[EngineRequest | InputError]
     batch: bool
 
 
@@ -146,46 +162,47 @@ def _validate(model: type[_Strict], data: dict[str, Any], prefix: str) -> Any:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = _field_of(err, prefix)
-        raise ValidationFailed(f"{where}: {err['msg']}", field=where) from exc
+        raise InputError(f"{where}: {err['msg']}", field=where) from exc
 
 
-def _check_limits(req: EngineRequest, settings: Settings, prefix: str, params_prefix: str) -> EngineRequest:
+def _check_limits(req: EngineRequest, limits: JobLimits, prefix: str, params_prefix: str) -> EngineRequest:
     body = req.body
-    if "max_tokens" in body and body["max_tokens"] > settings.max_tokens_limit:
+    if "max_tokens" in body and body["max_tokens"] > limits.max_tokens_limit:
         where = f"{params_prefix}max_tokens"
-        raise ValidationFailed(
-            f"{where}: {body['max_tokens']} is over the limit of {settings.max_tokens_limit}", field=where
-        )
+        raise InputError(f"{where}: {body['max_tokens']} is over the limit of {limits.max_tokens_limit}", field=where)
     text = body.get("prompt") if "prompt" in body else body.get("messages")
     size = _prompt_chars(text)
-    if size > settings.max_prompt_chars:
+    if size > limits.max_prompt_chars:
         where = f"{prefix}{'prompt' if 'prompt' in body else 'messages'}"
-        raise ValidationFailed(
-            f"{where}: {size} characters is over the limit of {settings.max_prompt_chars}", field=where
-        )
+        raise InputError(f"{where}: {size} characters is over the limit of {limits.max_prompt_chars}", field=where)
     return req
 
 
-def _prompt_chars(value: Any) -> int:
+def _texts(value: Any) -> list[str]:
+    """The prompt's texts: a string, messages, or OpenAI content parts ({"type": "text", "text": ...})."""
     if value is None:
-        return 0
+        return []
     if isinstance(value, str):
-        return len(value)
+        return [value]
     if isinstance(value, list):
-        return sum(_prompt_chars(v) for v in value)
-    if isinstance(value, dict):  # a message, or an OpenAI content part ({"type": "text", "text": ...})
-        return sum(_prompt_chars(value.get(name)) for name in ("content", "text", "image_url", "url"))
-    return len(str(value))
+        return [text for v in value for text in _texts(v)]
+    if isinstance(value, dict):
+        return [text for name in ("content", "text", "image_url", "url") for text in _texts(value.get(name))]
+    return [str(value)]
 
 
-def _sampling_body(params: SamplingParams, settings: Settings) -> dict[str, Any]:
+def _prompt_chars(value: Any) -> int:
+    return sum(len(text) for text in _texts(value))
+
+
+def _sampling_body(params: SamplingParams, limits: JobLimits) -> dict[str, Any]:
     body = params.model_dump()
     if body["max_tokens"] is None:
-        body["max_tokens"] = settings.default_max_tokens
+        body["max_tokens"] = limits.default_max_tokens
     return body
 
 
-def _openai_body(job: OpenAIJob, settings: Settings, prefix: str) -> dict[str, Any]:
+def _openai_body(job: OpenAIJob, limits: JobLimits, prefix: str) -> dict[str, Any]:
     body = dict(job.openai_input)
     body.pop("model", None)  # the worker serves one model; its name is filled in by the engine
     if job.openai_route == MODELS_ROUTE:
@@ -193,11 +210,11 @@ def _openai_body(job: OpenAIJob, settings: Settings, prefix: str) -> dict[str, A
     needed = "messages" if job.openai_route == CHAT_ROUTE else "prompt"
     if not body.get(needed):
         where = f"{prefix}openai_input.{needed}"
-        raise ValidationFailed(f"{where}: required for {job.openai_route}", field=where)
+        raise InputError(f"{where}: required for {job.openai_route}", field=where)
     if body.get("stream") is not None and not isinstance(body.get("stream"), bool):
         where = f"{prefix}openai_input.stream"
-        raise ValidationFailed(f"{where}: must be a boolean", field=where)
-    _check_openai_extras(body, settings, f"{prefix}openai_input.")
+        raise InputError(f"{where}: must be a boolean", field=where)
+    _check_openai_extras(body, limits, f"{prefix}openai_input.")
     known = set(SamplingParams.model_fields)
     sampling = {k: v for k, v in body.items() if k in known}
     if "max_completion_tokens" in body:
@@ -205,97 +222,93 @@ def _openai_body(job: OpenAIJob, settings: Settings, prefix: str) -> dict[str, A
         completion = body.pop("max_completion_tokens")
         where = f"{prefix}openai_input.max_completion_tokens"
         if not isinstance(completion, int) or isinstance(completion, bool) or completion < 1:
-            raise ValidationFailed(f"{where}: must be a whole number of at least 1", field=where)
-        if completion > settings.max_tokens_limit:
-            raise ValidationFailed(
-                f"{where}: {completion} is over the limit of {settings.max_tokens_limit}", field=where
-            )
+            raise InputError(f"{where}: must be a whole number of at least 1", field=where)
+        if completion > limits.max_tokens_limit:
+            raise InputError(f"{where}: {completion} is over the limit of {limits.max_tokens_limit}", field=where)
         sampling["max_tokens"] = completion
-    filled = _sampling_body(_validate(SamplingParams, sampling, f"{prefix}openai_input."), settings)
+    filled = _sampling_body(_validate(SamplingParams, sampling, f"{prefix}openai_input."), limits)
     body.update(filled)
     return body
 
 
-def _check_openai_extras(body: dict[str, Any], settings: Settings, prefix: str) -> None:
+def _check_openai_extras(body: dict[str, Any], limits: JobLimits, prefix: str) -> None:
     """Limits on what the OpenAI shape passes to vLLM beyond the sampling parameters."""
     for name, (low, high) in _OPENAI_COUNTS.items():
         value = body.get(name)
         if value is None or (name == "logprobs" and isinstance(value, bool)):
             continue
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise ValidationFailed(f"{prefix}{name}: must be a whole number from {low} to {high}", field=prefix + name)
+            raise InputError(f"{prefix}{name}: must be a whole number from {low} to {high}", field=prefix + name)
     if isinstance(body.get("best_of"), int) and body["best_of"] < int(body.get("n") or 1):
-        raise ValidationFailed(f"{prefix}best_of: must be at least n", field=f"{prefix}best_of")
+        raise InputError(f"{prefix}best_of: must be at least n", field=f"{prefix}best_of")
     extra = sum(len(orjson.dumps(body[name])) for name in _OPENAI_PROMPT_LIKE if body.get(name) is not None)
     prompt = _prompt_chars(body.get("prompt") if "prompt" in body else body.get("messages"))
-    if extra and prompt + extra > settings.max_prompt_chars:
+    if extra and prompt + extra > limits.max_prompt_chars:
         where = f"{prefix}{next(n for n in _OPENAI_PROMPT_LIKE if body.get(n) is not None)}"
-        raise ValidationFailed(
+        raise InputError(
             f"{where}: the prompt with its tools and formats is {prompt + extra} characters, over the limit of "
-            f"{settings.max_prompt_chars}",
+            f"{limits.max_prompt_chars}",
             field=where,
         )
 
 
-def parse_single(data: Any, settings: Settings, prefix: str = "") -> EngineRequest:
+def parse_single(data: Any, limits: JobLimits, prefix: str = "") -> EngineRequest:
     """Validate one request (a job's input, or one item of a batch)."""
     if not isinstance(data, dict):
         where = prefix.rstrip(".") or "input"
-        raise ValidationFailed(f"{where}: must be an object", field=where)
+        raise InputError(f"{where}: must be an object", field=where)
     shapes = [k for k in _SINGLE_KEYS if k in data]
     if len(shapes) != 1:
         where = prefix.rstrip(".") or "input"
         found = ", ".join(shapes) or "none of them"
-        raise ValidationFailed(
+        raise InputError(
             f"{where}: give exactly one of 'prompt', 'messages', 'openai_route' or 'requests' (found {found})",
             field=where,
         )
     model = _SINGLE_KEYS[shapes[0]]
     job = _validate(model, data, prefix)
     if isinstance(job, OpenAIJob):
-        body = _openai_body(job, settings, prefix)
+        body = _openai_body(job, limits, prefix)
         stream = job.stream or bool(body.pop("stream", False))
         body.pop("stream_options", None)
         req = EngineRequest(job.openai_route, body, stream=stream, openai=True, cache=job.cache)
     elif isinstance(job, PromptJob):
-        body = {"prompt": job.prompt, **_sampling_body(job.sampling_params, settings)}
+        body = {"prompt": job.prompt, **_sampling_body(job.sampling_params, limits)}
         req = EngineRequest(COMPLETIONS_ROUTE, body, stream=job.stream, cache=job.cache)
     else:
         messages = [m.model_dump() for m in job.messages]
-        body = {"messages": messages, **_sampling_body(job.sampling_params, settings)}
+        body = {"messages": messages, **_sampling_body(job.sampling_params, limits)}
         req = EngineRequest(CHAT_ROUTE, body, stream=job.stream, cache=job.cache)
-    cap = job.max_cost_usd or settings.max_cost_usd_per_job or None
+    cap = job.max_cost_usd or limits.max_cost_usd_per_job or None
     if cap is not None:
         req = replace(req, max_cost_usd=cap)
     if req.openai:
-        return _check_limits(req, settings, f"{prefix}openai_input.", f"{prefix}openai_input.")
-    return _check_limits(req, settings, prefix, f"{prefix}sampling_params.")
+        return _check_limits(req, limits, f"{prefix}openai_input.", f"{prefix}openai_input.")
+    return _check_limits(req, limits, prefix, f"{prefix}sampling_params.")
 
 
-def parse_job(data: Any, settings: Settings) -> Job:
-    """Validate a job's input. Raises ValidationFailed for a bad job as a whole;
-    a bad item of a batch is kept in place as its ValidationFailed."""
+def parse_job(data: Any, limits: JobLimits) -> Job:
+    """Validate a job's input. Raises InputError for a bad job as a whole;
+    a bad item of a batch is kept in place as its InputError."""
     if isinstance(data, dict) and "requests" in data:
         extra = sorted(set(data) - {"requests"})
         if extra:
-            raise ValidationFailed(f"{extra[0]}: not allowed beside 'requests'", field=extra[0])
+            raise InputError(f"{extra[0]}: not allowed beside 'requests'", field=extra[0])
         items = data["requests"]
         if not isinstance(items, list) or not items:
-            raise ValidationFailed("requests: must be a non-empty list", field="requests")
-        if len(items) > settings.max_batch_size:
-            raise ValidationFailed(
-                f"requests: {len(items)} items is over the limit of {settings.max_batch_size}", field="requests"
+            raise InputError("requests: must be a non-empty list", field="requests")
+        if len(items) > limits.max_batch_size:
+            raise InputError(
+                f"requests: {len(items)} items is over the limit of {limits.max_batch_size}", field="requests"
             )
-        parsed: list[EngineRequest | ValidationFailed] = []
+        parsed: list[EngineRequest | InputError] = []
         for i, item in enumerate(items):
             try:
-                req = parse_single(item, settings, prefix=f"requests.{i}.")
+                req = parse_single(item, limits, prefix=f"requests.{i}.")
                 if req.stream:
-                    raise ValidationFailed(
-                        f"requests.{i}.stream: batch items cannot stream", field=f"requests.{i}.stream"
-                    )
+                    raise InputError(f"requests.{i}.stream: batch items cannot stream", field=f"requests.{i}.stream")
                 parsed.append(req)
-            except ValidationFailed as exc:
+            except InputError as exc:
                 parsed.append(exc)
         return Job(parsed, batch=True)
-    return Job([parse_single(data, settings)], batch=False)
+    return Job([parse_single(data, limits)], batch=False)
