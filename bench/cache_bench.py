@@ -60,8 +60,8 @@ async def measure(url: str) -> list[dict[str, Any]]:
     settings = load_settings({"REDIS_URL": url, "CACHE_NAMESPACE": namespace, "BUDGET_NAMESPACE": namespace,
                               "DAILY_BUDGET_USD": "1000000", "GPU_HOURLY_RATE": "3.6"})  # fmt: skip
     store = RedisStore(url)
-    cache = ResponseCache(store, settings, FINGERPRINT)
-    budget = Budget(store, settings)
+    cache = ResponseCache(store, settings.cache, FINGERPRINT)
+    budget = Budget(store, settings.budget)
     options = CacheOptions()
     key = cache.key_for("/v1/chat/completions", BODY, options)
     assert key is not None

@@ -37,7 +37,7 @@ async def warm(model_dir: Path, env: Mapping[str, str]) -> dict[str, Any]:
     cache = model_dir / ENGINE_CACHE_FOLDER
     cache.mkdir(parents=True, exist_ok=True)
     settings = load_settings({**env, "MODEL_NAME": str(model_dir), "ENGINE_CACHE_DIR": str(cache)})
-    engine = EngineManager(settings, resolve_model(settings), env=env)
+    engine = EngineManager(settings.engine, resolve_model(settings.model), env=env)
     try:
         seconds = await engine.ensure_started()
         await engine.request("/v1/completions", {"prompt": "Hello", "max_tokens": 4, "temperature": 0})

@@ -105,14 +105,14 @@ class App:
         self._given_store = store  # a store to use instead of opening REDIS_URL's (tests)
         self.handle_sigterm = handle_sigterm  # the worker process's own app (python -m handler) only
         self.sdk_config: dict[str, Any] | None = None  # the dict given to runpod.serverless.start
-        self.model = resolve_model(settings)
+        self.model = resolve_model(settings.model)
         # `engine`: an engine already serving this model (tests share one across apps)
         self._owns_engine = engine is None
-        self.engine: Engine = engine or EngineManager(settings, self.model, env=env)
+        self.engine: Engine = engine or EngineManager(settings.engine, self.model, env=env)
         boot = settings.worker_boot_seconds + process_age_seconds() if settings.bill_initializing else 0.0
         self.meter = Meter(settings.seconds_per_token, clock=time.monotonic, boot_seconds=boot)
-        self.rate = hourly_rate(settings)
-        self.fingerprint = answer_fingerprint(settings, self.model, self.engine.device)
+        self.rate = hourly_rate(settings.budget)
+        self.fingerprint = answer_fingerprint(settings.engine, self.model, self.engine.device)
         self._on_exhausted = scale_to_zero_hook(settings)
         self._worker: Worker | None = None
         self._store: Store | None = None
@@ -131,15 +131,15 @@ class App:
             self._lock = self._lock or asyncio.Lock()
             async with self._lock:
                 if self._worker is None:
-                    self._store = self._given_store or await open_store(self.settings)
+                    self._store = self._given_store or await open_store(self.settings.redis_url)
                     self._worker = Worker(
-                        self.settings,
+                        self.settings.jobs,
                         self.engine,
                         self.model,
-                        cache=ResponseCache(self._store, self.settings, self.fingerprint),
+                        cache=ResponseCache(self._store, self.settings.cache, self.fingerprint),
                         budget=Budget(
                             self._store,
-                            self.settings,
+                            self.settings.budget,
                             holder=self.settings.runpod_pod_id or None,
                             on_exhausted=self._on_exhausted,
                             margin_usd=self._fleet_margin_usd(),
@@ -215,7 +215,7 @@ class App:
             return 0
         if self.engine.ready:
             return self.settings.max_concurrency
-        if self.settings.engine_start_mode == "boot" and self._early is not None and not self._early.done():
+        if self.settings.platform.engine_start_mode == "boot" and self._early is not None and not self._early.done():
             return 0
         return min(self.settings.cold_concurrency, self.settings.max_concurrency)
 
@@ -225,11 +225,11 @@ class App:
         if self._heartbeat is not None:
             return
         loop = asyncio.get_running_loop()
-        if self.settings.engine_start_mode == "lazy":
+        if self.settings.platform.engine_start_mode == "lazy":
             self.meter.worker_ready()
         else:  # boot: ready for jobs once the engine runs; background: ready now, the engine beside
             self._early = loop.create_task(self._start_engine_early(), name="engine-early-start")
-            if self.settings.engine_start_mode == "background":
+            if self.settings.platform.engine_start_mode == "background":
                 self.meter.worker_ready()
         self._heartbeat = loop.create_task(self._beat_forever(), name="budget-heartbeat")
         if self.handle_sigterm and threading.current_thread() is threading.main_thread():
@@ -243,7 +243,7 @@ class App:
         try:
             await self.engine.ensure_started()
         except WorkerError as exc:  # the next miss tries again and reports it; jobs are taken anyway
-            log.error("engine start at %s failed: %s", self.settings.engine_start_mode, exc.message)
+            log.error("engine start at %s failed: %s", self.settings.platform.engine_start_mode, exc.message)
         finally:
             self.meter.engine_ready()
             self.meter.worker_ready()

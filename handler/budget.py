@@ -42,7 +42,7 @@ from handler.alerts import Alerter
 from handler.days import day_of, recent_days, zone
 from handler.errors import BudgetExceeded, BudgetUnavailable, StoreUnavailable
 from handler.money import BudgetState, Reservation
-from handler.settings import Settings
+from handler.settings import BudgetSettings
 from handler.store.base import OVERHEAD_KINDS, BudgetCounts, BudgetLedger, BudgetOutcome, Hold
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class Budget:
     def __init__(
         self,
         store: BudgetLedger,
-        settings: Settings,
+        settings: BudgetSettings,
         *,
         holder: str | None = None,
         clock: Callable[[], float] = time.time,

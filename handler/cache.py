@@ -33,7 +33,7 @@ from handler import keys
 from handler.cache_keys import cache_key, is_cacheable
 from handler.days import day_of, recent_days, zone
 from handler.errors import StoreUnavailable
-from handler.settings import Settings
+from handler.settings import CacheSettings
 from handler.store.base import CacheStore
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class ResponseCache:
     def __init__(
         self,
         store: CacheStore,
-        settings: Settings,
+        settings: CacheSettings,
         fingerprint: Mapping[str, Any],
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -30,7 +30,7 @@ import orjson
 from handler.engine_command import ModelRef, base_command, engine_args, engine_env, resolve_device
 from handler.engine_phases import StartPhases
 from handler.errors import EngineCrashed, EngineRequestError, EngineStartError, ValidationFailed
-from handler.settings import Settings
+from handler.settings import EngineSettings
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def free_port(host: str) -> int:
 class EngineManager:
     def __init__(
         self,
-        settings: Settings,
+        settings: EngineSettings,
         model: ModelRef,
         *,
         env: Mapping[str, str] | None = None,

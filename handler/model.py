@@ -16,7 +16,7 @@ from core.manifest import MANIFEST_NAME, read_manifest
 from handler.engine_command import ModelRef
 from handler.errors import ConfigError
 from handler.model_cache import cached_snapshot
-from handler.settings import Settings
+from handler.settings import ModelSettings
 
 BUILD_HINT = {
     "smollm2": "make demo (or: .venv-engine/bin/python -m builder fetch smollm2 --out {dir})",
@@ -24,7 +24,7 @@ BUILD_HINT = {
 }
 
 
-def _from_folder(folder: Path, settings: Settings) -> ModelRef:
+def _from_folder(folder: Path, settings: ModelSettings) -> ModelRef:
     try:
         manifest = read_manifest(folder / MANIFEST_NAME)
     except ManifestError as exc:
@@ -38,7 +38,7 @@ def _from_folder(folder: Path, settings: Settings) -> ModelRef:
     )
 
 
-def resolve_model(settings: Settings) -> ModelRef:
+def resolve_model(settings: ModelSettings) -> ModelRef:
     if settings.model_name:
         folder = Path(settings.model_name)
         if (folder / MANIFEST_NAME).is_file():

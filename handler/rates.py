@@ -15,7 +15,7 @@ import subprocess
 from core.errors import PriceTableError
 from core.prices import load_prices
 from handler.errors import ConfigError
-from handler.settings import Settings
+from handler.settings import BudgetSettings
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def _table_rate(gpu: str, field: str) -> float:
         raise ConfigError(f"{field}: {exc}", field=field) from exc
 
 
-def gpu_hourly_rate(settings: Settings, detected: str | None = None) -> float:
+def gpu_hourly_rate(settings: BudgetSettings, detected: str | None = None) -> float:
     """USD per hour of ONE of the worker's GPUs (`detected`: the nvidia-smi name; None: ask it)."""
     if settings.gpu_hourly_rate > 0:
         return settings.gpu_hourly_rate
@@ -75,6 +75,6 @@ def gpu_hourly_rate(settings: Settings, detected: str | None = None) -> float:
     return 0.0
 
 
-def hourly_rate(settings: Settings, detected: str | None = None) -> float:
+def hourly_rate(settings: BudgetSettings, detected: str | None = None) -> float:
     """USD per worker hour: every GPU the worker holds (TENSOR_PARALLEL_SIZE) at its price."""
     return gpu_hourly_rate(settings, detected) * settings.tensor_parallel_size

@@ -1,9 +1,13 @@
-"""Worker settings: read once from the environment into one typed, frozen object.
+"""Worker settings: read once from the environment into one typed, frozen object, and its groups.
 
 `load_settings(env)` is a pure function of a mapping (``os.environ`` by default,
 passed in by the entry point); no module reads the environment at import time.
 Every field is documented in the README's settings table (a test keeps the two
 in step): the variable name is the field name in upper case.
+
+Each class receives only its group (`settings.engine`, `.cache`, `.budget`, `.jobs`, `.model`,
+`.platform`): frozen views with the same names, so a class never reads a setting of another
+concern; the app (handler.app) is the one place that holds them all.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -187,11 +192,125 @@ class Settings(BaseModel):
         return value
 
     @property
-    def engine_start_mode(self) -> Literal["lazy", "boot", "background"]:
-        """ENGINE_START with `auto` resolved for the bill's start-up rule."""
-        if self.engine_start == "auto":
-            return "lazy" if self.bill_initializing else "boot"
-        return self.engine_start
+    def model(self) -> ModelSettings:
+        return _group(self, ModelSettings)
+
+    @property
+    def engine(self) -> EngineSettings:
+        return _group(self, EngineSettings)
+
+    @property
+    def cache(self) -> CacheSettings:
+        return _group(self, CacheSettings)
+
+    @property
+    def budget(self) -> BudgetSettings:
+        return _group(self, BudgetSettings)
+
+    @property
+    def jobs(self) -> JobSettings:
+        return _group(self, JobSettings)
+
+    @property
+    def platform(self) -> PlatformSettings:
+        return _group(self, PlatformSettings)
+
+    @property
+    def limits(self) -> JobLimits:
+        """The job contract's limits (core.contract)."""
+        return self.jobs.limits
+
+
+# --- groups: each class receives only its own (same names as the Settings fields) -------
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model to serve (handler.model)."""
+
+    model_name: str
+    model_revision: str
+    quantization: str
+    embedded_model: Literal["smollm2", "tiny"]
+    models_dir: Path
+    model_manifest: Path
+    model_cache_dir: Path
+    network_volume_dir: Path
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the vLLM child process is started and called (handler.engine, handler.engine_command)."""
+
+    engine_command: str
+    engine_device: Literal["auto", "cpu", "cuda"]
+    engine_dtype: str
+    engine_host: str
+    engine_port: int
+    max_model_len: int
+    gpu_memory_utilization: float
+    kv_cache_memory_bytes: int
+    max_num_seqs: int
+    tensor_parallel_size: int
+    engine_extra_args: str
+    engine_cpu_threads: int
+    engine_start_timeout: float
+    engine_request_timeout: float
+    engine_max_start_failures: int
+    engine_cache_dir: str
+    idle_timeout: float
+
+    @property
+    def extra_args(self) -> list[str]:
+        return shlex.split(self.engine_extra_args)
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """The response cache (handler.cache); its statistics' day is the budget's day."""
+
+    cache_enabled: bool
+    cache_namespace: str
+    cache_ttl: int
+    cache_max_bytes: int
+    cache_lock_ttl: float
+    budget_timezone: str
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    """The daily budget and the worker's price (handler.budget, handler.rates)."""
+
+    gpu_type: str
+    gpu_hourly_rate: float
+    tensor_parallel_size: int
+    daily_budget_usd: float
+    budget_timezone: str
+    budget_alert_threshold: float
+    budget_alert_webhook: str
+    budget_fail_mode: Literal["closed", "open"]
+    budget_scale_to_zero: bool
+    budget_namespace: str
+    budget_heartbeat_seconds: float
+    endpoint_workers_max: int
+    runpod_endpoint_id: str
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """What the worker needs to serve a job and bound its cost (handler.worker)."""
+
+    default_max_tokens: int
+    max_tokens_limit: int
+    max_prompt_chars: int
+    max_batch_size: int
+    max_cost_usd_per_job: float
+    max_model_len: int
+    seconds_per_token: float
+    engine_start_estimate_seconds: float
+    budget_heartbeat_seconds: float
+    bill_initializing: bool
+    endpoint_idle_timeout: float
 
     @property
     def limits(self) -> JobLimits:
@@ -204,9 +323,35 @@ class Settings(BaseModel):
             max_cost_usd_per_job=self.max_cost_usd_per_job,
         )
 
+
+@dataclass(frozen=True)
+class PlatformSettings:
+    """The endpoint as RunPod runs it: how start-up is billed, concurrency, ids (handler.app)."""
+
+    worker_boot_seconds: float
+    bill_initializing: bool
+    endpoint_idle_timeout: float
+    endpoint_workers_max: int
+    max_concurrency: int
+    cold_concurrency: int
+    engine_start: Literal["auto", "lazy", "boot", "background"]
+    runpod_endpoint_id: str
+    runpod_pod_id: str
+    runpod_api_key: str
+
     @property
-    def extra_args(self) -> list[str]:
-        return shlex.split(self.engine_extra_args)
+    def engine_start_mode(self) -> Literal["lazy", "boot", "background"]:
+        """ENGINE_START with `auto` resolved for the bill's start-up rule."""
+        if self.engine_start == "auto":
+            return "lazy" if self.bill_initializing else "boot"
+        return self.engine_start
+
+
+G = TypeVar("G")
+
+
+def _group(settings: Settings, group: type[G]) -> G:
+    return group(**{f.name: getattr(settings, f.name) for f in fields(group)})  # type: ignore[arg-type]
 
 
 def env_name(field: str) -> str:

@@ -29,11 +29,11 @@ from handler.store import open_store
 
 
 async def collect(what: str, settings: Settings, days: int) -> list[dict[str, Any]]:
-    store = await open_store(settings)
+    store = await open_store(settings.redis_url)
     try:
         if what == "cache":
-            return await ResponseCache(store, settings, {}).daily_stats(days)
-        return await Budget(store, settings).daily_spend(days)
+            return await ResponseCache(store, settings.cache, {}).daily_stats(days)
+        return await Budget(store, settings.budget).daily_spend(days)
     finally:
         await store.close()
 

@@ -37,7 +37,7 @@ from handler.exposure import (
     prompt_tokens_bound,
 )
 from handler.responses import StreamAccumulator, openai_finish, sum_usage, text_result, usage_of
-from handler.settings import Settings
+from handler.settings import JobSettings
 
 _PER_JOB_FIELDS = ("cached", "timings", "cost_usd", "budget", "cost_bound_usd")
 
@@ -67,7 +67,7 @@ class _Timer:
 class Worker:
     def __init__(
         self,
-        settings: Settings,
+        settings: JobSettings,
         engine: Engine,
         model: ModelRef,
         *,

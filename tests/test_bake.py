@@ -33,7 +33,7 @@ def test_bake_then_worker_resolves_it(tmp_path: Path) -> None:
     assert manifest.max_model_len == 512 and manifest.quantization == ""
     assert manifest.extra["bake"]["model_path"] == str(dest.resolve())
     assert read_manifest(dest) == manifest
-    ref = resolve_model(worker_settings(dest))
+    ref = resolve_model(worker_settings(dest).model)
     assert (ref.path, ref.name, ref.max_model_len, ref.quantization) == (str(dest), "tiny-llama", 512, "")
     assert (dest / "model.safetensors").read_bytes() == (TINY / "model.safetensors").read_bytes()
 
@@ -43,7 +43,7 @@ def test_network_volume_is_preferred(tmp_path: Path) -> None:
     bake(TINY, baked, max_model_len=512)
     bake(TINY, volume, max_model_len=1024)
     settings = Settings(model_manifest=baked / "manifest.json", network_volume_dir=volume)
-    assert resolve_model(settings).max_model_len == 1024
+    assert resolve_model(settings.model).max_model_len == 1024
 
 
 def test_bake_refuses_a_damaged_model(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ class Clock:
 def make_budget(store: Store, namespace: str, clock: Clock | None = None, **kwargs: Any) -> Budget:
     env = {"BUDGET_NAMESPACE": namespace, "DAILY_BUDGET_USD": "1.0", "GPU_HOURLY_RATE": "3.6"}
     env.update({k: str(v) for k, v in kwargs.pop("env", {}).items()})
-    return Budget(store, load_settings(env), clock=clock or Clock(), **kwargs)
+    return Budget(store, load_settings(env).budget, clock=clock or Clock(), **kwargs)
 
 
 async def run_job(budget: Budget, job_id: str, cost: float, exposure: float | None = None) -> BudgetState:
@@ -347,10 +347,10 @@ def test_stats_command_shows_spend_and_cache_per_day(
 
     async def spend() -> None:
         store = RedisStore(redis_url)
-        budget = Budget(store, load_settings(env))
+        budget = Budget(store, load_settings(env).budget)
         await budget.settle(await budget.reserve("a", 0.5), 0.125, 0.0)
         await budget.accrue({"boot": 0.25, "engine_start": 0.0, "idle": 0.0}, 0.0)
-        cache = ResponseCache(store, load_settings(env), {})
+        cache = ResponseCache(store, load_settings(env).cache, {})
         await cache.record(hit=True, saved_usd=0.25)
         await cache.record(hit=False, saved_usd=0.0)
         await store.close()

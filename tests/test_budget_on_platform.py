@@ -47,7 +47,7 @@ def worker(redis_url: str, namespace: str, **env: str) -> dict[str, str]:
 async def budget_state(redis_url: str, namespace: str) -> BudgetState:
     store = RedisStore(redis_url)
     try:
-        return await Budget(store, load_settings({"BUDGET_NAMESPACE": namespace})).state()
+        return await Budget(store, load_settings({"BUDGET_NAMESPACE": namespace}).budget).state()
     finally:
         await store.close()
 
@@ -178,7 +178,7 @@ async def test_a_spent_budget_scales_the_endpoint_to_zero(platform: Platform, re
     ep = platform.add_endpoint("s2z", config)
     store = RedisStore(redis_url)
     try:  # another worker of the endpoint already spent the day's budget
-        other = Budget(store, load_settings({"BUDGET_NAMESPACE": namespace, "DAILY_BUDGET_USD": "5"}))
+        other = Budget(store, load_settings({"BUDGET_NAMESPACE": namespace, "DAILY_BUDGET_USD": "5"}).budget)
         await other.settle(await other.reserve("earlier", 5.0), 5.0, 0.0)
     finally:
         await store.close()

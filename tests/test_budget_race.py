@@ -27,7 +27,7 @@ def _worker(url: str, namespace: str, seed: int, start_at: float) -> dict[str, o
     async def main() -> dict[str, object]:
         store = RedisStore(url)
         env = {"BUDGET_NAMESPACE": namespace, "DAILY_BUDGET_USD": str(LIMIT_USD), "GPU_HOURLY_RATE": "3.6"}
-        budget = Budget(store, load_settings(env))
+        budget = Budget(store, load_settings(env).budget)
         rng = random.Random(seed)
         billed: list[float] = []
         refused: list[str] = []
@@ -68,7 +68,7 @@ async def test_eight_processes_never_overspend(redis_url: str, namespace: str) -
         pending = [pool.apply_async(_worker, (redis_url, namespace, seed, start_at)) for seed in range(PROCESSES)]
         results = [await asyncio.to_thread(p.get, 120) for p in pending]
     store = RedisStore(redis_url)
-    day_keys = keys.budget_day(namespace, Budget(store, load_settings({})).today())
+    day_keys = keys.budget_day(namespace, Budget(store, load_settings({}).budget).today())
     state = {k.decode(): int(v) for k, v in (await store.client.hgetall(day_keys.state)).items()}
     await store.close()
     delete_namespace(redis_url, namespace)

@@ -41,7 +41,7 @@ async def test_spent_budget_scales_the_endpoint_to_zero(fake: FakeRunPod, redis_
     )  # fmt: skip
     # another worker of the endpoint already spent the day's budget
     store = RedisStore(redis_url)
-    other = Budget(store, settings)
+    other = Budget(store, settings.budget)
     await other.settle(await other.reserve("earlier-job", 0.01), 0.01, 0.0)
     await store.close()
 

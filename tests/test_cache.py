@@ -26,7 +26,7 @@ PLAIN = CacheOptions()
 
 def make_cache(store: Store, namespace: str, **env: str) -> ResponseCache:
     settings = load_settings({"CACHE_NAMESPACE": namespace, **env})
-    return ResponseCache(store, settings, FINGERPRINT)
+    return ResponseCache(store, settings.cache, FINGERPRINT)
 
 
 async def test_miss_then_hit(store: Store, namespace: str) -> None:
@@ -196,7 +196,7 @@ async def test_a_dead_holders_lock_lapses_and_a_waiter_takes_over(store: Store, 
 async def test_statistics_per_day(store: Store, namespace: str) -> None:
     clock = [1_700_000_000.0]
     settings = load_settings({"CACHE_NAMESPACE": namespace})
-    cache = ResponseCache(store, settings, FINGERPRINT, clock=lambda: clock[0])
+    cache = ResponseCache(store, settings.cache, FINGERPRINT, clock=lambda: clock[0])
     await cache.record(hit=True, saved_usd=0.25)
     await cache.record(hit=True, saved_usd=0.5)
     await cache.record(hit=False, saved_usd=0.0)

@@ -25,15 +25,15 @@ def lay_out(hub: Path, commits: list[str], main: str | None) -> Path:
 def test_a_cached_hub_model_is_served_from_its_snapshot(tmp_path: Path) -> None:
     repo = lay_out(tmp_path, ["c0ffee", "beef01"], main="beef01")
     settings = load_settings({"MODEL_NAME": MODEL, "MODEL_CACHE_DIR": str(tmp_path)})
-    model = resolve_model(settings)
+    model = resolve_model(settings.model)
     assert model.path == str(repo / "snapshots" / "beef01") and model.name == MODEL
     pinned = load_settings({"MODEL_NAME": MODEL, "MODEL_CACHE_DIR": str(tmp_path), "MODEL_REVISION": "c0ffee"})
-    assert resolve_model(pinned).path == str(repo / "snapshots" / "c0ffee")
+    assert resolve_model(pinned.model).path == str(repo / "snapshots" / "c0ffee")
 
 
 def test_without_the_cache_vllm_gets_the_hub_id(tmp_path: Path) -> None:
     settings = load_settings({"MODEL_NAME": MODEL, "MODEL_CACHE_DIR": str(tmp_path / "absent")})
-    assert resolve_model(settings).path == MODEL
+    assert resolve_model(settings.model).path == MODEL
     lay_out(tmp_path, ["aaa"], main=None)
     assert cached_snapshot(tmp_path, MODEL, "bbb") is None  # a revision the cache does not hold
     assert (

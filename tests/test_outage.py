@@ -57,7 +57,7 @@ async def test_cache_is_bypassed_with_one_warning_per_outage(
     server: RedisServer, store: RedisStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    cache = ResponseCache(store, load_settings(settings_for(server)), FINGERPRINT)
+    cache = ResponseCache(store, load_settings(settings_for(server)).cache, FINGERPRINT)
     options = CacheOptions()
     key = cache.key_for("/v1/completions", BODY, options)
     assert key is not None
@@ -86,7 +86,7 @@ async def test_cache_is_bypassed_with_one_warning_per_outage(
 
 
 async def test_budget_closed_refuses_during_the_outage(server: RedisServer, store: RedisStore) -> None:
-    budget = Budget(store, load_settings(settings_for(server, BUDGET_FAIL_MODE="closed")))
+    budget = Budget(store, load_settings(settings_for(server, BUDGET_FAIL_MODE="closed")).budget)
     running = await budget.reserve("before", 0.2)
     server.stop(save=True)
     with pytest.raises(BudgetUnavailable) as refused:
@@ -106,8 +106,8 @@ async def test_budget_open_spends_its_share_and_reconciles(
     server: RedisServer, store: RedisStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     env = settings_for(server, BUDGET_FAIL_MODE="open", ENDPOINT_WORKERS_MAX="2")
-    budget = Budget(store, load_settings(env))
-    other_worker = Budget(store, load_settings(env))
+    budget = Budget(store, load_settings(env).budget)
+    other_worker = Budget(store, load_settings(env).budget)
     await budget.settle(await budget.reserve("a", 0.3), 0.2, 0.0)
     in_flight = await budget.reserve("b", 0.3)  # reserved in Redis, settled during the outage
 
@@ -139,7 +139,7 @@ async def test_budget_open_spends_its_share_and_reconciles(
 async def test_workers_that_lose_redis_stay_within_the_limit(server: RedisServer, store: RedisStore) -> None:
     """8 workers lose Redis with half of a $1 budget spent: together they spend at most the other half."""
     env = settings_for(server, BUDGET_FAIL_MODE="open", ENDPOINT_WORKERS_MAX="8")
-    workers = [Budget(store, load_settings(env)) for _ in range(8)]
+    workers = [Budget(store, load_settings(env).budget) for _ in range(8)]
     await workers[0].settle(await workers[0].reserve("spent", 0.5), 0.5, 0.0)
     for worker in workers:
         await worker.state()  # each knows what was left
@@ -160,18 +160,18 @@ async def test_workers_that_lose_redis_stay_within_the_limit(server: RedisServer
 
 async def test_open_store_survives_an_unreachable_redis(caplog: pytest.LogCaptureFixture) -> None:
     down = RedisServer()  # never started: nothing listens on its port
-    store = await open_store(load_settings({"REDIS_URL": down.url}))
+    store = await open_store(load_settings({"REDIS_URL": down.url}).redis_url)
     assert store.kind == "redis"
     assert warnings(caplog, "unreachable") == 1
     await store.close()
-    embedded = await open_store(load_settings({}))
+    embedded = await open_store(load_settings({}).redis_url)
     assert embedded.kind == "embedded"
 
 
 async def test_password_urls_work_and_are_never_logged(caplog: pytest.LogCaptureFixture) -> None:
     server = RedisServer(password="s3cret-pw").start()
     try:
-        store = await open_store(load_settings({"REDIS_URL": server.url}))
+        store = await open_store(load_settings({"REDIS_URL": server.url}).redis_url)
         await store.set("frugal:probe", b"1", 10_000)
         assert await store.get("frugal:probe") == b"1"
         await store.close()
@@ -192,8 +192,8 @@ async def test_a_full_redis_refuses_writes_and_nothing_fails(
     """maxmemory reached under `noeviction` (Redis's default): writes are refused with OOM errors."""
     caplog.set_level(logging.WARNING)
     settings = load_settings(settings_for(server, BUDGET_FAIL_MODE="closed"))
-    cache = ResponseCache(store, settings, FINGERPRINT)
-    budget = Budget(store, settings)
+    cache = ResponseCache(store, settings.cache, FINGERPRINT)
+    budget = Budget(store, settings.budget)
     running = await budget.reserve("before", 0.2)
     options = CacheOptions()
     key = cache.key_for("/v1/completions", BODY, options)
@@ -219,7 +219,7 @@ async def test_a_full_redis_refuses_writes_and_nothing_fails(
 
 async def test_flushed_scripts_are_loaded_again(server: RedisServer, store: RedisStore) -> None:
     """After a restart or failover Redis has no scripts: the store loads them again and carries on."""
-    budget = Budget(store, load_settings(settings_for(server)))
+    budget = Budget(store, load_settings(settings_for(server)).budget)
     await budget.settle(await budget.reserve("a", 0.3), 0.2, 0.0)
     await store.client.script_flush()
     await budget.settle(await budget.reserve("b", 0.3), 0.1, 0.0)

@@ -52,7 +52,7 @@ async def test_budget_days_spread_over_the_cluster_and_every_tool_reads_them(red
     store = RedisStore(redis_cluster_url)
     try:
         for ns in namespaces:
-            budget = Budget(store, load_settings({"BUDGET_NAMESPACE": ns, "DAILY_BUDGET_USD": "1"}), holder="w")
+            budget = Budget(store, load_settings({"BUDGET_NAMESPACE": ns, "DAILY_BUDGET_USD": "1"}).budget, holder="w")
             await budget.settle(await budget.reserve("job", 0.25), 0.125, 0.0)
             assert (await budget.state()).spent_usd == pytest.approx(0.125)
     finally:

@@ -29,7 +29,7 @@ def test_values_are_parsed_into_their_types() -> None:
     assert settings.cache_enabled is False
     assert settings.idle_timeout == 2.5
     assert settings.models_dir == Path("/m")
-    assert settings.extra_args == ["--enforce-eager", "--seed", "1"]
+    assert settings.engine.extra_args == ["--enforce-eager", "--seed", "1"]
 
 
 @pytest.mark.parametrize(
@@ -81,7 +81,24 @@ def test_good_redis_urls_pass() -> None:
 
 
 def test_engine_start_auto_follows_the_start_up_billing_rule() -> None:
-    assert load_settings({}).engine_start_mode == "lazy"  # start-up billed: start the engine on a miss only
-    assert load_settings({"BILL_INITIALIZING": "false"}).engine_start_mode == "boot"  # the start is unbilled
+    assert load_settings({}).platform.engine_start_mode == "lazy"  # start-up billed: start the engine on a miss only
+    assert load_settings({"BILL_INITIALIZING": "false"}).platform.engine_start_mode == "boot"  # the start is unbilled
     given = {"BILL_INITIALIZING": "false", "ENGINE_START": "background"}
-    assert load_settings(given).engine_start_mode == "background"  # a given mode stands
+    assert load_settings(given).platform.engine_start_mode == "background"  # a given mode stands
+
+
+def test_each_group_carries_its_concern_from_the_same_variables() -> None:
+    settings = load_settings({"MAX_MODEL_LEN": "1024", "CACHE_TTL": "60", "DAILY_BUDGET_USD": "3", "BUDGET_TIMEZONE":
+                              "Europe/Paris", "RUNPOD_POD_ID": "w1", "DEFAULT_MAX_TOKENS": "9"})  # fmt: skip
+    assert (settings.engine.max_model_len, settings.jobs.max_model_len) == (1024, 1024)
+    assert (settings.cache.cache_ttl, settings.cache.budget_timezone) == (60, "Europe/Paris")
+    assert (settings.budget.daily_budget_usd, settings.platform.runpod_pod_id) == (3.0, "w1")
+    assert settings.jobs.limits.default_max_tokens == 9 == settings.limits.default_max_tokens
+    # a group holds its concern only: the cache knows no budget limit, the engine no cache
+    assert not hasattr(settings.cache, "daily_budget_usd") and not hasattr(settings.engine, "cache_ttl")
+    # every setting belongs to a group, but the store's URL and the log level, which the app reads itself
+    from dataclasses import fields
+
+    grouped = {f.name for g in (settings.model, settings.engine, settings.cache, settings.budget, settings.jobs,
+                                settings.platform) for f in fields(g)}  # fmt: skip
+    assert set(type(settings).model_fields) - grouped == {"redis_url", "log_level"}

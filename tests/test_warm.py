@@ -25,14 +25,14 @@ from tests.engine_support import require_model, worker_env
 
 def test_a_worker_points_vllm_at_the_models_kept_cache(tmp_path: Path) -> None:
     (tmp_path / "vllm-cache").mkdir()
-    model = resolve_model(load_settings({"MODEL_NAME": str(tmp_path)}))
-    env = engine_env(load_settings({"MODEL_NAME": str(tmp_path)}), "cpu", {}, model)
+    model = resolve_model(load_settings({"MODEL_NAME": str(tmp_path)}).model)
+    env = engine_env(load_settings({"MODEL_NAME": str(tmp_path)}).engine, "cpu", {}, model)
     assert env["VLLM_CACHE_ROOT"] == str(tmp_path / "vllm-cache")
     assert env["VLLM_USE_AOT_COMPILE"] == "0"  # the AOT artifacts never loaded on a restart
     chosen = load_settings({"MODEL_NAME": str(tmp_path), "ENGINE_CACHE_DIR": "/runpod-volume/vllm"})
-    assert engine_env(chosen, "cpu", {}, model)["VLLM_CACHE_ROOT"] == "/runpod-volume/vllm"
-    assert "VLLM_CACHE_ROOT" not in engine_env(load_settings({}), "cpu", {}, resolve_model(load_settings({
-        "MODEL_NAME": str(tmp_path / "elsewhere")})))  # fmt: skip
+    assert engine_env(chosen.engine, "cpu", {}, model)["VLLM_CACHE_ROOT"] == "/runpod-volume/vllm"
+    assert "VLLM_CACHE_ROOT" not in engine_env(load_settings({}).engine, "cpu", {}, resolve_model(load_settings({
+        "MODEL_NAME": str(tmp_path / "elsewhere")}).model))  # fmt: skip
 
 
 def test_warm_refuses_a_folder_that_is_no_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -52,7 +52,9 @@ def test_warm_keeps_vllms_cache_beside_the_model(tmp_path: Path) -> None:
     container = tmp_path / "container-model"  # a new container: the image's folder, copied
     shutil.copytree(image, container)
     settings = load_settings({**env, "MODEL_NAME": str(container)})
-    assert engine_env(settings, "cpu", {}, resolve_model(settings))["VLLM_CACHE_ROOT"] == str(container / "vllm-cache")
+    assert engine_env(settings.engine, "cpu", {}, resolve_model(settings.model))["VLLM_CACHE_ROOT"] == str(
+        container / "vllm-cache"
+    )
 
 
 def test_the_builder_runs_without_the_worker_package(tmp_path: Path) -> None:

@@ -41,13 +41,13 @@ def make_worker(namespace: str, engine: FakeEngine, clock: SimClock) -> Worker:
     meter = Meter(settings.seconds_per_token, clock=clock)
     meter.worker_ready()  # as the app does when it takes jobs (ENGINE_START=lazy)
     return Worker(
-        settings,
+        settings.jobs,
         engine,
         model,
-        cache=ResponseCache(store, settings, answer_fingerprint(settings, model, engine.device)),
-        budget=Budget(store, settings, clock=lambda: BUDGET_DAY),
+        cache=ResponseCache(store, settings.cache, answer_fingerprint(settings.engine, model, engine.device)),
+        budget=Budget(store, settings.budget, clock=lambda: BUDGET_DAY),
         meter=meter,
-        hourly_rate=hourly_rate(settings),
+        hourly_rate=hourly_rate(settings.budget),
         clock=clock,
     )
 

@@ -14,7 +14,6 @@ import contextlib
 import logging
 
 from handler.errors import StoreUnavailable
-from handler.settings import Settings
 from handler.store.base import Store
 from handler.store.embedded import EmbeddedStore
 from handler.store.redis_store import RedisStore
@@ -22,16 +21,16 @@ from handler.store.redis_store import RedisStore
 log = logging.getLogger(__name__)
 
 
-async def open_store(settings: Settings) -> Store:
+async def open_store(redis_url: str) -> Store:
     """Redis when REDIS_URL is set, else the embedded store (one worker only).
 
     An unreachable Redis is not fatal here: the store is returned, one warning is
     logged, and the cache and budget act on the outage until Redis answers.
     """
-    if not settings.redis_url:
+    if not redis_url:
         log.info("REDIS_URL is empty: cache and budget use an in-process store (this worker only)")
         return EmbeddedStore()
-    store = RedisStore(settings.redis_url)
+    store = RedisStore(redis_url)
     with contextlib.suppress(StoreUnavailable):  # logged once by the store; the worker still serves
         await store.ping()
     return store
