@@ -41,7 +41,7 @@ def estimate_tokens(
     parser (core.contract). Input the worker would refuse counts nothing: the smallest tier
     refuses it as well as any."""
     try:
-        job = parse_job(job_input, JobLimits(default_max_tokens, _UNLIMITED, _UNLIMITED, _UNLIMITED))
+        job = parse_job(job_input, JobLimits(default_max_tokens, _UNLIMITED, _UNLIMITED, _UNLIMITED, 0.0))
     except InputError:
         return 0
     return sum(

@@ -40,13 +40,14 @@ _OPENAI_PROMPT_LIKE = ("tools", "functions", "response_format", "suffix")
 
 @dataclass(frozen=True)
 class JobLimits:
-    """The worker's limits on a job (its settings' MAX_* and DEFAULT_MAX_TOKENS)."""
+    """The worker's limits on a job: its settings' MAX_* and DEFAULT_MAX_TOKENS, whose defaults live
+    in handler.settings (DEFAULT_MAX_TOKENS here, as the client's routing needs it too)."""
 
-    default_max_tokens: int = DEFAULT_MAX_TOKENS
-    max_tokens_limit: int = 2048
-    max_prompt_chars: int = 32_000
-    max_batch_size: int = 64
-    max_cost_usd_per_job: float = 0.0  # 0: no cap unless the job sets max_cost_usd
+    default_max_tokens: int
+    max_tokens_limit: int
+    max_prompt_chars: int
+    max_batch_size: int
+    max_cost_usd_per_job: float  # 0: no cap unless the job sets max_cost_usd
 
 
 class _Strict(BaseModel):
