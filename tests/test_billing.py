@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from handler.billing import Meter, cost_usd, work_units
+from core.money import cost_usd
+from handler.billing import Meter, work_units
 
 
 class FakeClock:
