@@ -1,8 +1,10 @@
 """Taking endpoints out of rotation for a cool-down (a circuit breaker), and reading `/health`.
 
 An endpoint's circuit opens when its `/health` says it cannot serve (or the
-health call itself fails), or after `failure_threshold` failed attempts in a
-row; it closes again after `cooldown_s`. Pure logic plus an injectable clock.
+health call itself fails), when its configuration says it has no workers to give
+(workers max 0), or after `failure_threshold` failed attempts in a row; it
+closes again after `cooldown_s`. `codes` keeps why it opened, as a failure reason's
+value, for the attempt it refuses. Pure logic plus an injectable clock.
 """
 
 from __future__ import annotations
@@ -39,13 +41,15 @@ class CircuitBreaker:
     _failures: dict[str, int] = field(default_factory=dict)
     _checked_at: dict[str, float] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
+    codes: dict[str, str] = field(default_factory=dict)  # why it is open: a FailureReason value
 
     def is_open(self, endpoint_id: str) -> bool:
         return self.clock() < self._open_until.get(endpoint_id, float("-inf"))
 
-    def trip(self, endpoint_id: str, why: str) -> None:
+    def trip(self, endpoint_id: str, why: str, code: str = "circuit_open") -> None:
         self._open_until[endpoint_id] = self.clock() + self.cooldown_s
         self.reasons[endpoint_id] = why
+        self.codes[endpoint_id] = code
 
     def record_success(self, endpoint_id: str) -> None:
         self._failures[endpoint_id] = 0

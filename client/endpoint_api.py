@@ -127,9 +127,9 @@ def outcome(endpoint_id: str, state: dict[str, Any], no_fallback_types: frozense
         raise AttemptFailed(endpoint_id, FailureReason.JOB_ERROR, "the job was cancelled", job_id=job_id)
     error = state.get("error")
     parsed = worker_error(error)
-    if parsed is None:  # FAILED with no worker error object: the worker crashed or vanished (preempted)
+    if parsed is None:  # FAILED with no worker error object: the worker died (RunPod's retries spent)
         raise AttemptFailed(
-            endpoint_id, FailureReason.PREEMPTED, f"job failed without a worker error: {error!s:.300}", job_id=job_id
+            endpoint_id, FailureReason.WORKER_LOST, f"job failed without a worker error: {error!s:.300}", job_id=job_id
         )
     message = f"{parsed['type']}: {parsed.get('message', '')}"
     if parsed["type"] in no_fallback_types:

@@ -28,7 +28,11 @@ class FailureReason(StrEnum):
     TIMEOUT = "timeout"  # the caller's per-tier timeout passed
     THROTTLED = "throttled"  # HTTP 429
     NO_CAPACITY = "no_capacity"  # the endpoint has no worker to give (or it is unhealthy)
-    PREEMPTED = "preempted"  # the worker vanished mid-job (job FAILED without a worker error)
+    # the worker died mid-job: RunPod re-queued the job more often than the policy allows, or failed it
+    # without a worker error once its own retries were spent
+    WORKER_LOST = "worker_lost"
+    START_TIMEOUT = "start_timeout"  # still queued past the tier's time-to-start (cold or throttled workers)
+    SCALED_TO_ZERO = "scaled_to_zero"  # the endpoint's workers max is 0 (budget spent, or scaled down)
     SERVER_ERROR = "server_error"  # HTTP 5xx
     CONNECT = "connect"  # the TCP connection was never established: the request surely did not arrive
     CONNECTION = "connection"  # the connection dropped after the request was sent

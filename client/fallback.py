@@ -23,6 +23,8 @@ from client.fallback_policy import (
     TTL_MAX_MS,
     TTL_MIN_MS,
     Attempt,
+    Config,
+    ConfigReader,
     EndpointSpec,
     Exchange,
     FallbackResult,
@@ -32,6 +34,7 @@ from client.fallback_policy import (
     Steps,
     TierPair,
     check_gate,
+    config_unread,
     failed_attempt,
     health_check,
     job_ttl_ms,
@@ -43,6 +46,7 @@ from client.fallback_policy import (
     still_running,
     tier_budget,
 )
+from core.errors import CoreError
 
 __all__ = [
     "FINISHED_BEFORE_CANCEL",
@@ -83,8 +87,12 @@ class FallbackClient:
         breaker: CircuitBreaker | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        endpoints: ConfigReader | None = None,
     ) -> None:
+        """`endpoints` reads an endpoint's configuration (management API), so that a cheap tier scaled
+        to zero is skipped at once; without it, such a tier is found out by its time-to-start."""
         self.pair = pair
+        self.endpoints = endpoints
         self.api = api or EndpointAPI()
         self.policy = policy or Policy()
         self.breaker = breaker or CircuitBreaker(clock=clock)
@@ -100,14 +108,27 @@ class FallbackClient:
 
     def run_sync(self, job_input: Any, timeout: float | None = None) -> FallbackResult:
         """The job's result from the first tier that serves it; `timeout` bounds the whole call."""
-        run = FallbackRun(self.pair, self.policy, self.breaker, self._clock)
+        run = FallbackRun(self.pair, self.policy, self.breaker, self._clock, read_config=self.endpoints is not None)
         return self._drive(run.steps(job_input, timeout))
 
     def _drive(self, steps: Steps[T]) -> T:
         run = Exchange(steps)
         for request in run:
             try:
-                run.answer(self._sleep(request.seconds) if isinstance(request, Sleep) else request.call(self.api))
+                if isinstance(request, Sleep):
+                    self._sleep(request.seconds)
+                    run.answer(None)
+                elif isinstance(request, Config):
+                    run.answer(self._config(request.endpoint_id))
+                else:
+                    run.answer(request.call(self.api))
             except AttemptFailed as exc:
                 run.fail(exc)
         return run.result
+
+    def _config(self, endpoint_id: str) -> dict[str, Any]:
+        assert self.endpoints is not None  # `Config` is yielded only when there is a reader
+        try:
+            return self.endpoints(endpoint_id)
+        except CoreError as exc:
+            raise config_unread(endpoint_id, exc) from exc

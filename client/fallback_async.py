@@ -17,6 +17,8 @@ from client.breaker import CircuitBreaker
 from client.endpoint_api import AsyncEndpointAPI
 from client.errors import AttemptFailed
 from client.fallback_policy import (
+    Config,
+    ConfigReader,
     Exchange,
     FallbackResult,
     FallbackRun,
@@ -24,8 +26,10 @@ from client.fallback_policy import (
     Sleep,
     Steps,
     TierPair,
+    config_unread,
     health_check,
 )
+from core.errors import CoreError
 
 T = TypeVar("T")
 
@@ -40,8 +44,11 @@ class AsyncFallbackClient:
         breaker: CircuitBreaker | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        endpoints: ConfigReader | None = None,
     ) -> None:
+        """As `FallbackClient`; `endpoints` (a blocking reader) runs in a thread."""
         self.pair = pair
+        self.endpoints = endpoints
         self.api = api or AsyncEndpointAPI()
         self.policy = policy or Policy()
         self.breaker = breaker or CircuitBreaker(clock=clock)
@@ -56,7 +63,7 @@ class AsyncFallbackClient:
 
     async def run_sync(self, job_input: Any, timeout: float | None = None) -> FallbackResult:  # noqa: ASYNC109
         """Like `FallbackClient.run_sync`; `timeout` is the caller's overall deadline, split across tiers."""
-        run = FallbackRun(self.pair, self.policy, self.breaker, self._clock)
+        run = FallbackRun(self.pair, self.policy, self.breaker, self._clock, read_config=self.endpoints is not None)
         try:
             return await self._drive(run.steps(job_input, timeout))
         except asyncio.CancelledError:
@@ -67,9 +74,20 @@ class AsyncFallbackClient:
         run = Exchange(steps)
         for request in run:
             try:
-                run.answer(
-                    await (self._sleep(request.seconds) if isinstance(request, Sleep) else request.call(self.api))
-                )
+                if isinstance(request, Sleep):
+                    await self._sleep(request.seconds)
+                    run.answer(None)
+                elif isinstance(request, Config):
+                    run.answer(await asyncio.to_thread(self._config, request.endpoint_id))
+                else:
+                    run.answer(await request.call(self.api))
             except AttemptFailed as exc:
                 run.fail(exc)
         return run.result
+
+    def _config(self, endpoint_id: str) -> dict[str, Any]:
+        assert self.endpoints is not None  # `Config` is yielded only when there is a reader
+        try:
+            return self.endpoints(endpoint_id)
+        except CoreError as exc:
+            raise config_unread(endpoint_id, exc) from exc

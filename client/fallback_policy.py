@@ -1,9 +1,17 @@
 """The spot-then-on-demand fallback policy, written once: every decision, no I/O.
 
-For one job: the spot endpoint gets its own timeout. On a timeout, 429, no
-capacity, a preempted worker, 5xx, a dropped connection, an open circuit or a
-worker error other than the caller's own bad input, the spot job is cancelled
-(so it is never billed twice) and the job runs on the on-demand endpoint. The
+"spot" is the cheap tier (a flex-only endpoint on the cheapest adequate GPU pools, often
+cold or throttled), "on_demand" the reliable one (active workers, broader pools): RunPod
+serverless sells no interruptible capacity. For one job the cheap tier gets its own
+timeout, and optionally a time-to-start (`EndpointSpec.start_timeout_s`): a job still
+queued past it (a cold start, or throttled workers: `/health` says which, in the
+failure's message) is given up. The cheap tier also gives up on a job RunPod re-queued
+after its worker died more often than `Policy.max_worker_losses`, on TIMED_OUT, 429, 5xx,
+a dropped connection, an open circuit, an endpoint scaled to zero (workers max 0, read
+through the management API when the driver has a reader: skipped at once, and looked at
+again after the cool-down) or a worker error other than the caller's own bad input. The
+cheap job is then cancelled (so it is never billed twice) and the job runs on the
+reliable endpoint. The
 worker's `validation_error` is raised at once as `JobRejected`: the same input
 would fail anywhere, and that holds too when the job is found rejected only
 when the client comes to cancel it. A job that finished before its cancel is
@@ -72,6 +80,8 @@ class EndpointSpec:
     endpoint_id: str
     timeout_s: float = 120.0  # this tier's own deadline for one job
     max_attempts: int = 3  # HTTP tries per call (see `should_retry`)
+    # the most a job may wait in this tier's queue before a worker takes it; None: the timeout alone
+    start_timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,8 @@ class Policy:
     ttl_margin_s: float = 30.0
     # fall back to on-demand after a spot POST /run whose outcome is unknown (see the module doc)
     fallback_on_submit_unknown: bool = True
+    # a job RunPod re-queued (its worker died) more often than this is given up on that tier
+    max_worker_losses: int = 1
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.ttl_margin_s) and self.ttl_margin_s >= 0):
@@ -195,9 +207,32 @@ def check_gate(spec: EndpointSpec, budget: float, last: bool, breaker: CircuitBr
     if budget <= 0:
         raise AttemptFailed(spec.endpoint_id, FailureReason.TIMEOUT, "no time left of the caller's timeout")
     if not last and breaker.is_open(spec.endpoint_id):
-        raise AttemptFailed(
-            spec.endpoint_id, FailureReason.CIRCUIT_OPEN, breaker.reasons.get(spec.endpoint_id, "out of rotation")
-        )
+        code = FailureReason(breaker.codes.get(spec.endpoint_id, FailureReason.CIRCUIT_OPEN.value))
+        raise AttemptFailed(spec.endpoint_id, code, breaker.reasons.get(spec.endpoint_id, "out of rotation"))
+
+
+def workers_max(config: dict[str, Any]) -> int | None:
+    """The endpoint's workers max from its REST v2 body (`workers: {min, max}`); None: not given."""
+    workers = config.get("workers")
+    value = workers.get("max") if isinstance(workers, dict) else config.get("workersMax")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def queue_summary(health: dict[str, Any] | None) -> str:
+    """Why a job may still be queued, from `/health`: its workers by state."""
+    if not health:
+        return "health unknown"
+    workers = health.get("workers") or {}
+    shown = ", ".join(f"{k} {workers[k]}" for k in ("throttled", "initializing", "running", "idle") if k in workers)
+    throttled = int(workers.get("throttled", 0) or 0)
+    usable = sum(int(workers.get(k, 0) or 0) for k in ("idle", "ready", "running", "initializing"))
+    cause = "throttled workers" if throttled and not usable else "a cold start" if not usable else "busy workers"
+    return f"{cause} (workers: {shown or 'none'})"
+
+
+def started(state: dict[str, Any]) -> bool:
+    """Whether a worker ever took the job (a re-queued job counts: its start has happened)."""
+    return state.get("status") not in ("IN_QUEUE", None) or bool(state.get("retries")) or "delayTime" in state
 
 
 def note_failure(breaker: CircuitBreaker, spec: EndpointSpec, exc: AttemptFailed) -> None:
@@ -254,8 +289,25 @@ class Sleep:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Config:
+    """Read the endpoint's configuration through the management API (REST v2 body); only
+    yielded when the driver has a reader (`FallbackRun(read_config=True)`)."""
+
+    endpoint_id: str
+
+
+def config_unread(endpoint_id: str, exc: Exception) -> AttemptFailed:
+    """A failed configuration read, as the policy takes failures (it then decides nothing on it)."""
+    return AttemptFailed(endpoint_id, FailureReason.HTTP_ERROR, f"reading the endpoint's configuration failed: {exc}")
+
+
+# what a driver calls to answer `Config`: an endpoint id in, its REST v2 body out
+# (core.endpoints.get_endpoint with the caller's key and base URL)
+ConfigReader: TypeAlias = Callable[[str], dict[str, Any]]
+
 Call: TypeAlias = Submit | Status | Cancel | Health
-Request: TypeAlias = Call | Sleep
+Request: TypeAlias = Call | Config | Sleep
 # a policy's steps: yields requests, is sent their answers (Any), returns T
 Steps: TypeAlias = Generator[Request, Any, T]
 
@@ -305,13 +357,25 @@ class Exchange(Generic[T]):
         return self._result[0]
 
 
-def health_check(breaker: CircuitBreaker, endpoint_id: str) -> Steps[bool]:
-    """Ask `/health`; an endpoint that cannot serve (or whose check fails) is taken out of rotation."""
+def health_check(breaker: CircuitBreaker, endpoint_id: str, *, read_config: bool = False) -> Steps[bool]:
+    """Ask `/health`; an endpoint that cannot serve (or whose check fails) is taken out of rotation.
+    With `read_config`, an endpoint scaled to zero (workers max 0) is taken out too; a failed
+    configuration read decides nothing (the health check stands)."""
     try:
         health = yield Health(endpoint_id)
     except AttemptFailed as exc:
         return breaker.record_health(endpoint_id, None, f"{exc.reason.value}: {exc.message}")
-    return breaker.record_health(endpoint_id, health)
+    serves = breaker.record_health(endpoint_id, health)
+    if not (serves and read_config):
+        return serves
+    try:
+        config = yield Config(endpoint_id)
+    except AttemptFailed:
+        return serves
+    if workers_max(config) == 0:
+        breaker.trip(endpoint_id, "scaled to zero: the endpoint's workers max is 0", FailureReason.SCALED_TO_ZERO.value)
+        return False
+    return serves
 
 
 # ------------------------------------------------------------ one call, every tier
@@ -327,8 +391,10 @@ class FallbackRun:
         clock: Callable[[], float],
         *,
         uniform: Callable[[float, float], float] = random.uniform,
+        read_config: bool = False,
     ) -> None:
         self.pair = pair
+        self.read_config = read_config  # the driver can answer `Config` (a management API reader)
         self.policy = policy
         self.breaker = breaker
         self.clock = clock
@@ -345,8 +411,8 @@ class FallbackRun:
             t0 = self.clock()
             budget = tier_budget(spec, timeout, t0 - start)
             last = index == len(legs) - 1
-            if not last and self.breaker.health_due(spec.endpoint_id):
-                yield from health_check(self.breaker, spec.endpoint_id)
+            if not last and not self.breaker.is_open(spec.endpoint_id) and self.breaker.health_due(spec.endpoint_id):
+                yield from health_check(self.breaker, spec.endpoint_id, read_config=self.read_config)
             try:
                 check_gate(spec, budget, last, self.breaker)
                 ttl_ms = spot_ttl_ms(tier, budget, self.policy)
@@ -399,11 +465,19 @@ class FallbackRun:
         state: dict[str, Any] = yield from self._call(submit, spec.max_attempts, deadline, submit=True)
         job_id: str = state["id"]  # `submitted` checked it
         self.in_flight = (ep, job_id)
+        start_by = deadline if spec.start_timeout_s is None else min(deadline, self.clock() + spec.start_timeout_s)
         delay = self.policy.poll_initial_s
         while state.get("status") not in FINAL_STATES:
             if self.clock() >= deadline:
                 return (yield from self._cancel_or_take(spec, still_running(ep, state, budget)))
-            yield Sleep(max(0.0, min(delay, deadline - self.clock())))
+            if not started(state) and self.clock() >= start_by:
+                return (yield from self._cancel_or_take(spec, (yield from self._not_started(spec, job_id))))
+            if int(state.get("retries") or 0) > self.policy.max_worker_losses:
+                lost = AttemptFailed(ep, FailureReason.WORKER_LOST, f"the job's worker died {state['retries']} times "
+                                     f"(RunPod re-queued it each time)", job_id=job_id)  # fmt: skip
+                return (yield from self._cancel_or_take(spec, lost))
+            wake = deadline if started(state) else start_by
+            yield Sleep(max(0.0, min(delay, wake - self.clock())))
             delay = min(delay * 2, self.policy.poll_max_s)
             try:
                 state = yield from self._call(Status(ep, job_id), spec.max_attempts, deadline)
@@ -411,6 +485,19 @@ class FallbackRun:
                 exc.job_id = job_id
                 return (yield from self._cancel_or_take(spec, exc))
         return outcome(ep, state, self.policy.no_fallback_types), job_id
+
+    def _not_started(self, spec: EndpointSpec, job_id: str) -> Steps[AttemptFailed]:
+        """The failure of a job still queued at the tier's time-to-start, with /health's account of why."""
+        try:
+            health = yield from self._call(Health(spec.endpoint_id), 1, None)
+        except AttemptFailed:
+            health = None
+        return AttemptFailed(
+            spec.endpoint_id,
+            FailureReason.START_TIMEOUT,
+            f"job not started after {spec.start_timeout_s:g}s: {queue_summary(health)}",
+            job_id=job_id,
+        )
 
     def _cancel_or_take(self, spec: EndpointSpec, failure: AttemptFailed) -> Steps[tuple[Any, str | None]]:
         """Cancel the failed attempt's job; if it finished meanwhile, its own outcome stands instead."""

@@ -9,14 +9,25 @@ from typing import Any
 from client.endpoint_api import AsyncEndpointAPI, EndpointAPI
 from client.fallback import FallbackClient, FallbackResult, Policy
 from client.fallback_async import AsyncFallbackClient
+from client.fallback_policy import ConfigReader
 from client.routing import Router
 
 
 class RoutedClient:
-    def __init__(self, router: Router, *, api: EndpointAPI | None = None, policy: Policy | None = None) -> None:
+    def __init__(
+        self,
+        router: Router,
+        *,
+        api: EndpointAPI | None = None,
+        policy: Policy | None = None,
+        endpoints: ConfigReader | None = None,
+    ) -> None:
         self.router = router
         self.api = api or EndpointAPI()
-        self._clients = {name: FallbackClient(pair, api=self.api, policy=policy) for name, pair in router.tiers.items()}
+        self._clients = {
+            name: FallbackClient(pair, api=self.api, policy=policy, endpoints=endpoints)
+            for name, pair in router.tiers.items()
+        }
 
     def run_sync(self, job_input: Mapping[str, Any], timeout: float | None = None) -> FallbackResult:
         name, _pair = self.router.route(job_input)
@@ -27,11 +38,19 @@ class RoutedClient:
 
 
 class AsyncRoutedClient:
-    def __init__(self, router: Router, *, api: AsyncEndpointAPI | None = None, policy: Policy | None = None) -> None:
+    def __init__(
+        self,
+        router: Router,
+        *,
+        api: AsyncEndpointAPI | None = None,
+        policy: Policy | None = None,
+        endpoints: ConfigReader | None = None,
+    ) -> None:
         self.router = router
         self.api = api or AsyncEndpointAPI()
         self._clients = {
-            name: AsyncFallbackClient(pair, api=self.api, policy=policy) for name, pair in router.tiers.items()
+            name: AsyncFallbackClient(pair, api=self.api, policy=policy, endpoints=endpoints)
+            for name, pair in router.tiers.items()
         }
 
     async def run_sync(self, job_input: Mapping[str, Any], timeout: float | None = None) -> FallbackResult:  # noqa: ASYNC109

@@ -20,11 +20,11 @@ from typing import Any, Literal
 
 from runpod.serverless.modules.rp_job import run_job, run_job_generator
 
-FaultMode = Literal["ok", "slow", "throttled", "no_capacity", "preempted", "server_error", "drop"]
+FaultMode = Literal["ok", "slow", "throttled", "no_capacity", "worker_lost", "server_error", "drop"]
 REQUEST_FAULTS = frozenset({"throttled", "server_error", "drop"})  # refuse the HTTP request itself
-JOB_FAULTS = frozenset({"slow", "no_capacity", "preempted"})  # accept the job, then misbehave
+JOB_FAULTS = frozenset({"slow", "no_capacity", "worker_lost"})  # accept the job, then misbehave
 FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
-PREEMPTED_ERROR = "worker was stopped while running the job (spot instance preempted)"
+WORKER_LOST_ERROR = "the worker died while running the job (retries spent)"
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Fault:
     mode: FaultMode = "ok"
     times: int | None = None
     slow_seconds: float = 3600.0  # `slow`: the job runs this long before the handler is called
-    preempt_after: float = 0.1  # `preempted`: seconds into the job before the worker vanishes
+    lost_after: float = 0.1  # `worker_lost`: seconds into the job before the worker dies
     status: int = 503  # `server_error`: the HTTP status answered
 
     def take(self, kinds: frozenset[str]) -> FaultMode:
@@ -143,11 +143,11 @@ class JobStore:
                 job.status, job.started = "IN_PROGRESS", time.monotonic()
                 if fault == "slow":
                     await asyncio.sleep(endpoint.fault.slow_seconds)
-                if fault == "preempted":
+                if fault == "worker_lost":
                     runner = asyncio.ensure_future(self._run_handler(endpoint.backend, job))
-                    await asyncio.sleep(endpoint.fault.preempt_after)
+                    await asyncio.sleep(endpoint.fault.lost_after)
                     runner.cancel()
-                    job.status, job.error, job.finished = "FAILED", PREEMPTED_ERROR, time.monotonic()
+                    job.status, job.error, job.finished = "FAILED", WORKER_LOST_ERROR, time.monotonic()
                     return
                 result = await self._run_handler(endpoint.backend, job)
                 job.handler_completed = True

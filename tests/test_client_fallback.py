@@ -80,7 +80,7 @@ async def test_spot_serves_when_healthy(fake: FakeRunPod, mode: str) -> None:
         (Fault("slow"), FailureReason.TIMEOUT, True),
         (Fault("throttled"), FailureReason.THROTTLED, False),
         (Fault("no_capacity"), FailureReason.NO_CAPACITY, True),
-        (Fault("preempted", preempt_after=0.05), FailureReason.PREEMPTED, True),
+        (Fault("worker_lost", lost_after=0.05), FailureReason.WORKER_LOST, True),
         # POST /run answered 5xx or dropped once sent: a job may exist, so it is not resent (test_client_retry.py)
         (Fault("server_error", status=502), FailureReason.SUBMIT_UNKNOWN, False),
         (Fault("drop"), FailureReason.SUBMIT_UNKNOWN, False),

@@ -76,7 +76,7 @@ async def test_sdk_run_sync_reaches_the_real_worker(fake: FakeRunPod) -> None:
         (Fault("slow"), FailureReason.TIMEOUT),
         (Fault("throttled"), FailureReason.THROTTLED),
         (Fault("no_capacity"), FailureReason.NO_CAPACITY),
-        (Fault("preempted", preempt_after=0.05), FailureReason.PREEMPTED),
+        (Fault("worker_lost", lost_after=0.05), FailureReason.WORKER_LOST),
         (Fault("server_error"), FailureReason.SUBMIT_UNKNOWN),  # POST /run lost once sent: not resent
         (Fault("drop"), FailureReason.SUBMIT_UNKNOWN),
     ],
@@ -92,7 +92,7 @@ async def test_fault_matrix_falls_back_and_succeeds(fake: FakeRunPod, fault: Fau
     assert result.tier == "on_demand" and answer_text(result.output)
     assert [(a.tier, a.outcome) for a in result.attempts] == [("spot", reason.value), ("on_demand", "served")]
     await asyncio.sleep(0.3)
-    for spot_job in fake.jobs_of("spot"):  # a cancelled or preempted spot job never also completes
+    for spot_job in fake.jobs_of("spot"):  # a cancelled or lost spot job never also completes
         assert not spot_job.completed and not spot_job.handler_completed
     (od_job,) = fake.jobs_of("ondemand")
     assert od_job.completed
@@ -131,7 +131,7 @@ async def test_bad_input_is_rejected_without_fallback(fake: FakeRunPod) -> None:
 
 
 async def test_both_down_gives_the_typed_error(fake: FakeRunPod) -> None:
-    fake.set_fault("spot", Fault("preempted", preempt_after=0.05))
+    fake.set_fault("spot", Fault("worker_lost", lost_after=0.05))
     fake.set_fault("ondemand", Fault("server_error", status=500))
     client = sync_client(fake)
     try:
@@ -139,5 +139,5 @@ async def test_both_down_gives_the_typed_error(fake: FakeRunPod) -> None:
             await asyncio.to_thread(client.run_sync, job())
     finally:
         client.close()
-    assert info.value.spot is not None and info.value.spot.reason == FailureReason.PREEMPTED
+    assert info.value.spot is not None and info.value.spot.reason == FailureReason.WORKER_LOST
     assert info.value.on_demand.reason == FailureReason.SUBMIT_UNKNOWN

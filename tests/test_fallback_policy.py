@@ -16,6 +16,7 @@ from client.breaker import CircuitBreaker
 from client.errors import AllTiersFailed, AttemptFailed, FailureReason, JobRejected
 from client.fallback_policy import (
     Cancel,
+    Config,
     EndpointSpec,
     Exchange,
     FallbackResult,
@@ -272,3 +273,101 @@ def test_the_exchange_hands_answers_and_failures_to_the_steps() -> None:
     assert seen == [Health("spot")]
     assert exchange.result is False and breaker.is_open("spot")
     assert breaker.reasons["spot"] == "health check failed: connect: refused"
+
+
+# ------------------------------------------------------------ what RunPod really does (issue 17)
+CHEAP = EndpointSpec("cheap", timeout_s=60.0, start_timeout_s=5.0)
+TIERS = TierPair(spot=CHEAP, on_demand=EndpointSpec("reliable", timeout_s=60.0))
+
+
+def test_a_job_still_queued_past_the_time_to_start_falls_back_with_health_saying_why() -> None:
+    run, clock = make_run(TIERS)
+    steps = run.steps(JOB)
+    assert isinstance(next(steps), Submit)
+    assert steps.send({"id": "c1", "status": "IN_QUEUE"}) == Sleep(0.1)
+    clock.now = 4.5
+    assert steps.send(None) == Status("cheap", "c1")
+    assert steps.send({"id": "c1", "status": "IN_QUEUE"}) == Sleep(0.2)
+    clock.now = 5.0  # the time-to-start is spent, the 60 s timeout is not
+    assert steps.send(None) == Status("cheap", "c1")
+    assert steps.send({"id": "c1", "status": "IN_QUEUE"}) == Health("cheap")
+    health = {"jobs": {"inQueue": 1}, "workers": {"idle": 0, "running": 0, "throttled": 2}}
+    assert steps.send(health) == Cancel("cheap", "c1")
+    assert steps.send({"id": "c1", "status": "CANCELLED"}) == Submit("reliable", JOB, ttl_ms=None)
+    result = finish(steps, done("r1"))
+    cheap = result.attempts[0]
+    assert (result.tier, cheap.outcome, cheap.cancelled) == ("on_demand", "start_timeout", True)
+    assert "throttled workers (workers: throttled 2, running 0, idle 0)" in cheap.message
+
+
+def test_the_poll_wakes_at_the_time_to_start_and_a_started_job_keeps_its_timeout() -> None:
+    run, clock = make_run(TIERS, Policy(poll_initial_s=4.0, poll_max_s=4.0))
+    steps = run.steps(JOB)
+    next(steps)
+    assert steps.send({"id": "c1", "status": "IN_QUEUE"}) == Sleep(4.0)
+    clock.now = 4.0
+    assert steps.send(None) == Status("cheap", "c1")
+    assert steps.send({"id": "c1", "status": "IN_QUEUE"}) == Sleep(1.0)  # woken at the 5 s start, not at 8 s
+    clock.now = 4.5
+    assert steps.send(None) == Status("cheap", "c1")
+    # taken by a worker before the time-to-start: from now on only the tier's timeout counts
+    assert steps.send({"id": "c1", "status": "IN_PROGRESS", "delayTime": 3900}) == Sleep(4.0)
+    clock.now = 30.0
+    assert steps.send(None) == Status("cheap", "c1")
+    result = finish(steps, done("c1"))
+    assert (result.tier, result.attempts[0].outcome) == ("spot", "served")
+
+
+def test_a_job_requeued_past_the_bound_after_its_worker_died_falls_back() -> None:
+    run, clock = make_run(TIERS, Policy(max_worker_losses=1))
+    steps = run.steps(JOB)
+    next(steps)
+    steps.send({"id": "c1", "status": "IN_PROGRESS"})
+    clock.now = 1.0
+    steps.send(None)
+    # one loss: RunPod re-queued it; within the bound the job keeps its place (no time-to-start again)
+    assert steps.send({"id": "c1", "status": "IN_QUEUE", "retries": 1}) == Sleep(0.2)
+    clock.now = 8.0  # past the 5 s time-to-start: a re-queued job is not judged by it
+    steps.send(None)
+    assert steps.send({"id": "c1", "status": "IN_QUEUE", "retries": 2}) == Cancel("cheap", "c1")
+    assert steps.send({"id": "c1", "status": "CANCELLED"}) == Submit("reliable", JOB, ttl_ms=None)
+    result = finish(steps, done("r1"))
+    assert (result.attempts[0].outcome, result.attempts[0].cancelled) == ("worker_lost", True)
+    assert "died 2 times" in result.attempts[0].message
+
+
+def test_a_tier_scaled_to_zero_is_skipped_at_once_and_looked_at_again_after_its_cool_down() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(cooldown_s=30.0, health_interval_s=10.0, clock=clock)
+    run = FallbackRun(TIERS, Policy(), breaker, clock, uniform=lambda _low, _high: 0.0, read_config=True)
+    steps = run.steps(JOB)
+    assert next(steps) == Health("cheap")
+    assert steps.send({"workers": {"idle": 0}}) == Config("cheap")
+    # no POST /run on the cheap tier: the reliable one gets the job at once
+    assert steps.send({"id": "cheap", "workers": {"min": 0, "max": 0}, "flashboot": "FLASHBOOT"}) == Submit(
+        "reliable", JOB, ttl_ms=None
+    )
+    result = finish(steps, done("r1"))
+    assert (result.attempts[0].outcome, result.attempts[0].seconds) == ("scaled_to_zero", 0.0)
+    # within the cool-down: skipped without asking anything
+    clock.now = 20.0
+    steps = run.steps(JOB)
+    assert next(steps) == Submit("reliable", JOB, ttl_ms=None)
+    assert finish(steps, done("r2")).attempts[0].outcome == "scaled_to_zero"
+    # after it: asked again, and served once its workers are back
+    clock.now = 31.0
+    steps = run.steps(JOB)
+    assert next(steps) == Health("cheap")
+    assert steps.send({"workers": {"idle": 0}}) == Config("cheap")
+    assert steps.send({"workers": {"min": 0, "max": 2}}) == Submit("cheap", JOB, ttl_ms=90_000)
+    assert finish(steps, done("c3")).tier == "spot"
+
+
+def test_a_failed_configuration_read_decides_nothing() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(health_interval_s=10.0, clock=clock)
+    run = FallbackRun(TIERS, Policy(), breaker, clock, read_config=True)
+    steps = run.steps(JOB)
+    assert next(steps) == Health("cheap")
+    assert steps.send({"workers": {}}) == Config("cheap")
+    assert steps.throw(fail("cheap", FailureReason.HTTP_ERROR)) == Submit("cheap", JOB, ttl_ms=90_000)
