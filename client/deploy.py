@@ -1,73 +1,156 @@
 """`python -m client deploy [--dry-run]`: create or update the endpoint from runpod.toml's `[endpoint]`.
 
-The section holds scale-to-zero defaults (`workers_min = 0`, a small
-`workers_max`, a short `idle_timeout`, `scaler_type = "QUEUE_DELAY"`,
-FlashBoot on). An endpoint with the same name is updated in place; otherwise
-one is created with `runpod.create_endpoint` (after `runpod.create_template`
-from `image_name` when no `template_id` is given). `--dry-run` prints the plan
-and changes nothing.
+Over RunPod's REST API v2 through `core.endpoints` (no GraphQL). The section
+holds scale-to-zero defaults (`workers_min = 0`, a small `workers_max`, a short
+`idle_timeout`, `scaler_type = "QUEUE_DELAY"`, FlashBoot on). The endpoint is
+looked up by name: when none has it, one is created (`POST /v2/serverless`)
+from `image_name`, or from the container settings of the template
+`template_id` (its image, env, args, ports; runpod.toml's fields win, env is
+merged per key); when one has it, only the fields that differ are sent
+(`PATCH /v2/serverless/{id}`), env, image and template changes included.
+`--dry-run` prints the plan (a create's body, an update's field / current /
+wanted rows) and changes nothing.
+
+The execution timeout is not a setting of its own: the worker starts its
+engine lazily, inside the first job, so a job may take the engine's start
+timeout plus one request's timeout: `ENGINE_START_TIMEOUT +
+ENGINE_REQUEST_TIMEOUT`, read from `[endpoint.env]`, else the worker's own
+defaults (`handler.settings`), 600 s + 600 s. RunPod's default, 600 s, would
+time out a first job whose engine start is slow.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
+import sys
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from client.errors import ConfigFileError, DeployError
-from core.endpoints import find_endpoint, save_endpoint
+from core.endpoints import (
+    create_endpoint,
+    diff_rows,
+    endpoint_diff,
+    find_endpoint_by_name,
+    get_template,
+    update_endpoint,
+)
 from core.tables import as_json, table
+
+FlashBoot = Literal["OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT"]
+CUDA_VERSION = re.compile(r"^\d+\.\d+$")
+TIMEOUT_VARS = ("ENGINE_START_TIMEOUT", "ENGINE_REQUEST_TIMEOUT")
+SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|KEY", re.IGNORECASE)
+Action = Literal["create", "update", "unchanged", "unknown"]
+
+
+def worker_timeout_defaults() -> dict[str, float]:
+    """The worker's own defaults for ENGINE_START_TIMEOUT and ENGINE_REQUEST_TIMEOUT (seconds)."""
+    from handler.settings import Settings  # the one source of the worker's defaults
+
+    return {name: float(Settings.model_fields[name.lower()].default) for name in TIMEOUT_VARS}
 
 
 class EndpointConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1)
-    template_id: str = ""
     image_name: str = ""
+    template_id: str = ""
     dockerfile: str = "Dockerfile"  # what builds `image_name` (checked to exist; not sent)
-    gpu_ids: list[str] = Field(min_length=1, description="RunPod GPU pool ids, e.g. ADA_24, AMPERE_24")
+    gpu_ids: list[str] = Field(min_length=1, description="RunPod GPU pool ids in priority order, e.g. ADA_24")
     gpu_count: int = Field(1, ge=1)
+    allowed_cuda_versions: list[str] = Field(default_factory=list, description="`major.minor`; empty: any")
     workers_min: int = Field(0, ge=0)
     workers_max: int = Field(3, ge=0)
-    idle_timeout: int = Field(5, ge=1)
+    idle_timeout: int = Field(5, ge=1, le=3600)
     scaler_type: Literal["QUEUE_DELAY", "REQUEST_COUNT"] = "QUEUE_DELAY"
-    scaler_value: int = Field(4, ge=1)
-    flashboot: bool = True
-    network_volume_id: str = ""
-    locations: str = ""
+    scaler_value: float = Field(4, ge=0.5)
+    flashboot: FlashBoot = "FLASHBOOT"
+    data_center_ids: list[str] = Field(default_factory=list)
+    network_volumes: list[str] = Field(default_factory=list)
     container_disk_in_gb: int = Field(20, ge=1)
     env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("flashboot", mode="before")
+    @classmethod
+    def _flashboot(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # `flashboot = true` as the section once had it
+            return "FLASHBOOT" if value else "OFF"
+        return value
+
+    @field_validator("allowed_cuda_versions")
+    @classmethod
+    def _cuda(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not CUDA_VERSION.match(v)]
+        if bad:
+            raise ValueError(f"CUDA versions are `major.minor`, got {bad}")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> EndpointConfig:
         if not (self.template_id or self.image_name):
-            raise ValueError("give `template_id` or `image_name` (deploy then creates a template from it)")
+            raise ValueError("give `image_name`, or `template_id` to take the image from that template")
         if self.workers_max < self.workers_min:
             raise ValueError(f"workers_max ({self.workers_max}) is below workers_min ({self.workers_min})")
+        if self.scaler_type == "REQUEST_COUNT" and self.scaler_value != int(self.scaler_value):
+            raise ValueError(f"scaler_value for REQUEST_COUNT is a whole number of requests, got {self.scaler_value}")
+        for name in TIMEOUT_VARS:
+            raw = self.env.get(name)
+            if raw is not None and not _positive(raw):
+                raise ValueError(f"env.{name} must be a positive number of seconds, got {raw!r}")
         return self
 
-    def fields(self, template_id: str) -> dict[str, Any]:
-        """The `saveEndpoint` input (GraphQL names)."""
-        return {
-            "name": self.name,
-            "templateId": template_id,
-            "gpuIds": ",".join(self.gpu_ids),
-            "gpuCount": self.gpu_count,
-            "networkVolumeId": self.network_volume_id,
-            "locations": self.locations,
-            "idleTimeout": self.idle_timeout,
-            "scalerType": self.scaler_type,
-            "scalerValue": self.scaler_value,
-            "workersMin": self.workers_min,
-            "workersMax": self.workers_max,
-            "flashBootType": "FLASHBOOT" if self.flashboot else "OFF",
-        }
+    def execution_timeout_ms(self) -> int:
+        """ENGINE_START_TIMEOUT + ENGINE_REQUEST_TIMEOUT: the env's values, else the worker's defaults."""
+        defaults = worker_timeout_defaults()
+        return round(sum(float(self.env.get(name, defaults[name])) for name in TIMEOUT_VARS) * 1000)
+
+    def body(self, template: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The REST v2 create body; with `template`, its container settings under runpod.toml's."""
+        template = template or {}
+        image = self.image_name or str(template.get("image") or f"<the image of template {self.template_id}>")
+        workers: dict[str, Any] = {"min": self.workers_min, "max": self.workers_max}
+        if self.scaler_type == "QUEUE_DELAY":  # RunPod refuses an idle timeout beside REQUEST_COUNT scaling
+            workers["idleTimeout"] = self.idle_timeout
+        scaling: dict[str, Any] = (
+            {"type": "QUEUE_DELAY", "queueDelay": self.scaler_value}
+            if self.scaler_type == "QUEUE_DELAY"
+            else {"type": "REQUEST_COUNT", "requestCount": int(self.scaler_value)}
+        )
+        body: dict[str, Any] = {"name": self.name, "type": "QUEUE", "image": image}
+        body.update({k: template[k] for k in ("args", "ports", "registry") if template.get(k)})
+        body.update(
+            disk=self.container_disk_in_gb,
+            env={**(template.get("env") or {}), **self.env},
+            gpu={
+                "pools": list(self.gpu_ids),
+                "count": self.gpu_count,
+                "allowedCudaVersions": list(self.allowed_cuda_versions or template.get("allowedCudaVersions") or []),
+            },
+            workers=workers,
+            scaling=scaling,
+            timeout=self.execution_timeout_ms(),
+            flashboot=self.flashboot,
+            dataCenterIds=list(self.data_center_ids),
+            networkVolumes=list(self.network_volumes),
+        )
+        return body
+
+
+def _positive(raw: str) -> bool:
+    try:
+        return float(raw) > 0
+    except ValueError:
+        return False
 
 
 def load_endpoint_config(path: Path) -> EndpointConfig:
@@ -90,100 +173,107 @@ def load_endpoint_config(path: Path) -> EndpointConfig:
 
 @dataclass
 class DeployPlan:
-    action: Literal["create", "update", "unknown"]
-    fields: dict[str, Any]
-    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-    create_template: bool = False
+    """What deploy would do: `body` is a create's whole body or an update's PATCH body."""
+
+    action: Action
+    body: dict[str, Any]
     endpoint_id: str | None = None
+    rows: list[tuple[str, Any, Any]] = field(default_factory=list)  # an update's (field, current, wanted)
 
 
-def plan(config: EndpointConfig, api_key: str | None) -> DeployPlan:
-    """What deploy would do; looks the endpoint up by name when an API key is given (read-only)."""
-    template = config.template_id or "<new template>"
+def plan(config: EndpointConfig, api_key: str | None, base_url: str | None = None) -> DeployPlan:
+    """What deploy would do; reads the endpoint (and the template) when an API key is given, changes nothing."""
     if not api_key:
-        return DeployPlan("unknown", config.fields(template), create_template=not config.template_id)
-    existing = find_endpoint(api_key, name=config.name)
+        return DeployPlan("unknown", config.body())
+    template = get_template(config.template_id, api_key=api_key, base_url=base_url) if config.template_id else None
+    if template is not None and not (config.image_name or template.get("image")):
+        raise DeployError(f"template {config.template_id!r} has no image; set image_name in [endpoint]")
+    wanted = config.body(template)
+    existing = find_endpoint_by_name(config.name, api_key=api_key, base_url=base_url)
     if existing is None:
-        return DeployPlan("create", config.fields(template), create_template=not config.template_id)
-    wanted = config.fields(config.template_id or str(existing.get("templateId", "")))
-    changes = {k: (existing.get(k), v) for k, v in wanted.items() if existing.get(k) != v}
-    return DeployPlan("update", {"id": existing["id"], **wanted}, changes, endpoint_id=str(existing["id"]))
+        return DeployPlan("create", wanted)
+    changes = endpoint_diff(existing, wanted)
+    endpoint_id = str(existing["id"])
+    return DeployPlan("update" if changes else "unchanged", changes, endpoint_id, diff_rows(existing, changes))
 
 
-def apply(config: EndpointConfig, deploy_plan: DeployPlan, api_key: str) -> dict[str, Any]:
-    import runpod
+def apply(deploy_plan: DeployPlan, api_key: str, base_url: str | None = None) -> dict[str, Any] | None:
+    """Carry the plan out: the endpoint afterwards, None when nothing had to change."""
+    if deploy_plan.action == "create":
+        return create_endpoint(deploy_plan.body, api_key=api_key, base_url=base_url)
+    if deploy_plan.action == "update" and deploy_plan.endpoint_id:
+        return update_endpoint(deploy_plan.endpoint_id, deploy_plan.body, api_key=api_key, base_url=base_url)
+    return None
 
-    runpod.api_key = api_key  # the SDK's create_* calls read the module's key
-    try:
-        if deploy_plan.action == "update":
-            return save_endpoint(deploy_plan.fields, api_key)
-        template_id = config.template_id
-        if not template_id:
-            template = runpod.create_template(
-                name=f"{config.name}-template",
-                image_name=config.image_name,
-                is_serverless=True,
-                container_disk_in_gb=config.container_disk_in_gb,
-                env=config.env or None,
-            )
-            template_id = template["id"]
-        f = config.fields(template_id)
-        created: dict[str, Any] = runpod.create_endpoint(
-            name=f["name"],
-            template_id=template_id,
-            gpu_ids=f["gpuIds"],
-            network_volume_id=config.network_volume_id or None,
-            locations=config.locations or None,
-            idle_timeout=f["idleTimeout"],
-            scaler_type=f["scalerType"],
-            scaler_value=f["scalerValue"],
-            workers_min=f["workersMin"],
-            workers_max=f["workersMax"],
-            flashboot=config.flashboot,
-            gpu_count=f["gpuCount"],
-        )
-    except runpod.error.QueryError as exc:
-        raise DeployError(f"RunPod API refused the deploy: {exc}") from exc
-    return created
+
+def _shown(name: str, value: Any) -> Any:
+    """A value as printed: secrets in env masked (a `{{ RUNPOD_SECRET_... }}` reference is shown), lists as JSON."""
+    key = name.removeprefix("env.")
+    if name.startswith("env.") and SECRET_NAME.search(key) and isinstance(value, str) and "{{" not in value:
+        return "***"
+    if name == "env" and isinstance(value, dict):
+        return {k: _shown(f"env.{k}", v) for k, v in value.items()}
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return value
+
+
+def _flat(body: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in body.items():
+        if isinstance(value, dict) and value:
+            rows += [(f"{key}.{k}", v) for k, v in value.items()]
+        else:
+            rows.append((key, value))
+    return rows
+
+
+def describe(deploy_plan: DeployPlan, name: str) -> str:
+    where = f"endpoint {name!r}" + (f" ({deploy_plan.endpoint_id})" if deploy_plan.endpoint_id else "")
+    if deploy_plan.action == "unchanged":
+        return f"deploy plan: {where} is up to date; nothing to change"
+    if deploy_plan.action == "update":
+        rows = [(f, _shown(f, old), _shown(f, new)) for f, old, new in deploy_plan.rows]
+        return f"deploy plan: update {where}, {len(rows)} change(s)\n" + table(["field", "current", "wanted"], rows)
+    action = "create" if deploy_plan.action == "create" else "create or update (no RUNPOD_API_KEY: not looked up)"
+    rows2 = [(f, _shown(f, v)) for f, v in _flat(deploy_plan.body)]
+    return f"deploy plan: {action} {where}\n" + table(["field", "value"], rows2)
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     config = load_endpoint_config(Path(args.config))
     api_key = args.api_key or os.environ.get("RUNPOD_API_KEY") or ""
     the_plan = plan(config, api_key or None)
-    if args.dry_run or not api_key:
-        if args.json:
-            print(
-                as_json(
-                    {
-                        "action": the_plan.action,
-                        "fields": the_plan.fields,
-                        "create_template": the_plan.create_template,
-                        "changes": the_plan.changes,
-                    }
-                )
+    applied = not args.dry_run and bool(api_key)
+    saved = apply(the_plan, api_key) if applied else None
+    if args.json:
+        print(
+            as_json(
+                {
+                    "action": the_plan.action,
+                    "endpoint_id": (saved or {}).get("id", the_plan.endpoint_id),
+                    "body": the_plan.body,
+                    "changes": [{"field": f, "current": old, "wanted": new} for f, old, new in the_plan.rows],
+                    "applied": applied and the_plan.action in ("create", "update"),
+                }
             )
-        else:
-            action = the_plan.action if api_key else "create or update (no RUNPOD_API_KEY: not looked up)"
-            print(f"deploy plan: {action} endpoint {config.name!r}")
-            if the_plan.create_template:
-                print(f"  first create a template from image {config.image_name!r}")
-            print(table(["field", "value"], sorted(the_plan.fields.items())))
-            for key, (old, new) in the_plan.changes.items():
-                print(f"  change {key}: {old!r} -> {new!r}")
-        if not api_key and not args.dry_run:
-            print("error: set RUNPOD_API_KEY (or --api-key) to deploy", flush=True)
-            return 2
-        return 0
-    saved = apply(config, the_plan, api_key)
-    print(as_json(saved) if args.json else f"{the_plan.action}d endpoint {saved.get('id')} ({config.name})")
+        )
+    else:
+        print(describe(the_plan, config.name))
+        if saved is not None:
+            print(f"{the_plan.action}d endpoint {saved.get('id')} ({config.name})")
+        elif args.dry_run:
+            print("dry run: nothing was changed")
+    if not api_key and not args.dry_run:
+        print("error: set RUNPOD_API_KEY (or --api-key) to deploy", file=sys.stderr)
+        return 2
     return 0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("deploy", help="create or update the endpoint from runpod.toml's [endpoint] section")
     p.add_argument("--config", default="runpod.toml")
-    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (the diff of an update), change nothing")
     p.add_argument("--api-key", help="RunPod API key (default: env RUNPOD_API_KEY)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_deploy)

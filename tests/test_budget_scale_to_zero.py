@@ -1,5 +1,6 @@
 """BUDGET_SCALE_TO_ZERO: when the day's budget is spent, the worker scales its own endpoint to zero
-through the local RunPod API (the runpod SDK's GraphQL calls), and refuses the job."""
+through RunPod's REST API v2 (here the local platform's management routes), and refuses the job.
+The endpoint keeps the rest of its configuration, FlashBoot included."""
 
 from __future__ import annotations
 
@@ -9,32 +10,36 @@ from collections.abc import AsyncIterator
 
 import orjson
 import pytest
-import runpod
 
-from devtools.fake_jobs import Backend
-from devtools.fake_runpod import FakeRunPod, echo_handler
+from core.endpoints import create_endpoint, get_endpoint
+from devtools.platform import Platform
 from handler.app import create_app
 from handler.budget import Budget
 from handler.errors import ConfigError
 from handler.store.redis_store import RedisStore
 from tests.engine_support import settings_for
+from tests.platform_support import echo_config
 
 pytestmark = pytest.mark.redis
 KEY = "worker-key"
 
 
 @pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeRunPod]:
-    server = FakeRunPod(Backend(echo_handler), api_key=KEY)
-    url = await server.start()
-    monkeypatch.setenv("RUNPOD_API_BASE_URL", url)
-    monkeypatch.setattr(runpod, "api_key", KEY)
-    yield server
-    await server.stop()
+async def platform(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Platform]:
+    async with Platform(api_key=KEY, default_config=echo_config(workers_max=0)) as server:
+        monkeypatch.setenv("RUNPOD_API_BASE_URL", server.url)  # what a deployed worker is given
+        yield server
 
 
-async def test_spent_budget_scales_the_endpoint_to_zero(fake: FakeRunPod, redis_url: str) -> None:
-    endpoint = await asyncio.to_thread(runpod.create_endpoint, "budgeted", "tpl", gpu_ids="ADA_24", workers_max=3)
+async def test_spent_budget_scales_the_endpoint_to_zero_and_keeps_flashboot(platform: Platform, redis_url: str) -> None:
+    body = {
+        "name": "budgeted", "type": "QUEUE", "image": "frugal-worker:latest", "gpu": {"pools": ["ADA_24"]},
+        "workers": {"min": 1, "max": 3, "idleTimeout": 9}, "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+        "flashboot": "PRIORITY_FLASHBOOT", "timeout": 1_200_000,
+    }  # fmt: skip
+    # workers min 1: an (echo) worker runs, billed, until the scale to zero stops it
+    endpoint = await asyncio.to_thread(lambda: create_endpoint(body, api_key=KEY))
+    await platform.endpoint(endpoint["id"]).wait_workers(1, timeout=30)
     settings = settings_for(
         "tiny", REDIS_URL=redis_url, BUDGET_NAMESPACE=f"s2z-{uuid.uuid4().hex[:8]}", GPU_HOURLY_RATE="3.6",
         DAILY_BUDGET_USD="0.01", BUDGET_SCALE_TO_ZERO="true", RUNPOD_ENDPOINT_ID=endpoint["id"], RUNPOD_API_KEY=KEY,
@@ -52,8 +57,13 @@ async def test_spent_budget_scales_the_endpoint_to_zero(fake: FakeRunPod, redis_
         assert app.engine.starts == 0
     finally:
         await app.aclose()
-    saved = fake.registry.endpoints[endpoint["id"]]
-    assert (saved["workersMin"], saved["workersMax"]) == (0, 0)
+    saved = await asyncio.to_thread(get_endpoint, endpoint["id"], api_key=KEY)
+    assert (saved["workers"]["min"], saved["workers"]["max"]) == (0, 0)
+    assert saved["flashboot"] == "PRIORITY_FLASHBOOT"  # the rest of the configuration stays
+    assert (saved["scaling"], saved["timeout"], saved["workers"]["idleTimeout"]) == (body["scaling"], 1_200_000, 9)
+    ep = platform.endpoint(endpoint["id"])
+    assert (ep.config.workers_min, ep.config.workers_max, ep.config.flashboot) == (0, 0, "PRIORITY_FLASHBOOT")
+    await ep.wait_workers(0, timeout=20)  # the running worker is stopped: nothing is billed any more
 
 
 def test_scale_to_zero_needs_the_endpoint_id_and_key() -> None:

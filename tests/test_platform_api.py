@@ -16,7 +16,6 @@ import pytest
 import requests
 import runpod
 
-from core.endpoints import find_endpoint, save_endpoint
 from devtools.platform import EndpointConfig, Limits, Platform
 from tests.platform_support import API_KEY, Client, dump_logs, echo_config, wait_status
 
@@ -91,7 +90,10 @@ async def test_runsync_wait_is_clamped_and_answers_the_queued_state(client: Clie
 async def test_rest_v2_management_validates_and_changes_the_live_endpoint(platform: Platform) -> None:
     headers = {"Authorization": f"Bearer {API_KEY}"}
     base = f"{platform.url}/v2/serverless"
-    good: dict[str, Any] = {"name": "frugal", "image": "frugal/worker:1", "gpu": {"pools": ["ADA_24"], "count": 1}}
+    good: dict[str, Any] = {
+        "name": "frugal", "type": "QUEUE", "image": "frugal/worker:1", "gpu": {"pools": ["ADA_24"], "count": 1},
+        "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+    }  # fmt: skip
     async with aiohttp.ClientSession(headers=headers) as http:
 
         async def call(method: str, url: str, body: Any = None) -> tuple[int, Any]:
@@ -99,49 +101,90 @@ async def test_rest_v2_management_validates_and_changes_the_live_endpoint(platfo
                 return response.status, await response.json(content_type=None)
 
         for bad in (
-            {k: v for k, v in good.items() if k != "image"},  # required
+            {k: v for k, v in good.items() if k != "image"},  # required (without a templateId)
+            {k: v for k, v in good.items() if k != "type"},  # required on create
             {**good, "workersMax": 2},  # GraphQL's name is not a REST field
             {**good, "workers": {"max": 2, "maximum": 3}},  # unknown nested field
             {**good, "workers": {"max": "2"}},  # wrong type
             {**good, "flashboot": "ON"},
             {**good, "workers": {"min": 3, "max": 1}},
+            {**good, "scaling": {"type": "QUEUE_DELAY", "value": 4}},  # v2 names the value queueDelay
+            {**good, "scaling": {"type": "REQUEST_COUNT", "requestCount": 2}, "workers": {"idleTimeout": 5}},
+            {**good, "gpu": {"pools": ["ADA_24"], "allowedCudaVersions": ["12.8"], "minCudaVersion": "12.0"}},
+            {**good, "gpu": {"pools": ["ADA_24"], "allowedCudaVersions": ["12"]}},
+            {**good, "templateId": "nope"},  # 404
         ):
             code, body = await call("POST", base, bad)
-            assert code == 400, (bad, body)
-        code, created = await call("POST", base, {**good, "workers": {"max": 0}, "scaling": {"idleTimeout": 2}})
-        assert code == 201 and created["workers"] == {"min": 0, "max": 0} and created["scaling"]["idleTimeout"] == 2
+            assert code in (400, 404) and body["status"] == code and body["detail"], (bad, body)
+        cuda = {"pools": ["ADA_24", "AMPERE_24"], "allowedCudaVersions": ["12.8"]}
+        code, created = await call(
+            "POST", base, {**good, "gpu": cuda, "workers": {"max": 0, "idleTimeout": 2}, "env": {"A": "1", "B": "2"}}
+        )
+        assert code == 201 and created["workers"] == {"min": 0, "max": 0, "idleTimeout": 2}
+        assert created["gpu"] == {**cuda, "count": 1, "minCudaVersion": None} and created["flashboot"] == "OFF"
         ep = platform.endpoint(created["id"])
         code, patched = await call("PATCH", f"{base}/{ep.id}", {"workers": {"max": 2}, "timeout": 30_000})
-        assert code == 200 and patched["workers"] == {"min": 0, "max": 2} and patched["name"] == "frugal"
+        assert (
+            code == 200 and patched["workers"] == {"min": 0, "max": 2, "idleTimeout": 2} and patched["name"] == "frugal"
+        )
+        assert patched["env"] == {"A": "1", "B": "2"} and patched["gpu"] == created["gpu"]  # the rest untouched
         assert (ep.config.workers_max, ep.config.execution_timeout, ep.config.idle_timeout) == (2, 30.0, 2)
-        assert (await call("PATCH", f"{base}/{ep.id}", {"gpu": {"kind": "x"}}))[0] == 400
+        code, patched = await call("PATCH", f"{base}/{ep.id}", {"env": {"B": "3"}, "gpu": {"pools": ["ADA_48_PRO"]}})
+        assert code == 200 and patched["env"] == {"B": "3"} and ep.config.env == {"B": "3"}  # env is replaced
+        assert patched["gpu"]["pools"] == ["ADA_48_PRO"] and patched["gpu"]["allowedCudaVersions"] == ["12.8"]
+        for refused in ({"gpu": {"kind": "x"}}, {"type": "QUEUE"}, {"gpu": {"minCudaVersion": "12.0"}}):
+            assert (await call("PATCH", f"{base}/{ep.id}", refused))[0] == 400, refused  # the last: beside a set
+        assert (await call("PATCH", f"{base}/nope", {"workers": {"max": 1}}))[0] == 404
         assert (await call("GET", f"{base}/{ep.id}/workers"))[1]["summary"]["total"] == 0
-        assert [e["id"] for e in (await call("GET", base))[1]] == [ep.id]
-        assert (await call("DELETE", f"{base}/{ep.id}"))[0] == 400  # workers max is 2
-        await call("PATCH", f"{base}/{ep.id}", {"workers": {"max": 0}})
-        assert (await call("DELETE", f"{base}/{ep.id}"))[0] == 200 and ep.id not in platform.endpoints
+        assert [e["id"] for e in (await call("GET", base))[1]["endpoints"]] == [ep.id]
+        async with http.delete(f"{base}/{ep.id}") as response:
+            assert response.status == 204 and ep.id not in platform.endpoints
         async with aiohttp.ClientSession() as anonymous, anonymous.get(base) as response:
             assert response.status == 401
+
+
+async def test_rest_v2_templates_seed_what_an_endpoint_does_not_set(platform: Platform) -> None:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+
+        async def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+            async with http.request(method, f"{platform.url}{path}", json=body) as response:
+                return response.status, await response.json(content_type=None)
+
+        template = {"name": "t", "image": "tpl:1", "env": {"A": "1", "B": "1"}, "allowedCudaVersions": ["13.0"]}
+        code, pod_template = await call("POST", "/v2/templates", template)
+        assert code == 201 and pod_template["serverless"] is False
+        code, made = await call("POST", "/v2/templates", {**template, "serverless": True, "ports": ["8000/http"]})
+        assert code == 201 and (await call("GET", f"/v2/templates/{made['id']}"))[1] == made
+        assert (await call("POST", "/v2/templates", {"name": "no image"}))[0] == 400
+        endpoint = {"name": "e", "type": "QUEUE", "gpu": {"pools": ["ADA_24"]},
+                    "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4}, "env": {"B": "2"}}  # fmt: skip
+        assert (await call("POST", "/v2/serverless", {**endpoint, "templateId": pod_template["id"]}))[0] == 422
+        code, created = await call("POST", "/v2/serverless", {**endpoint, "templateId": made["id"]})
+        assert code == 201 and created["image"] == "tpl:1" and created["ports"] == ["8000/http"]
+        assert created["env"] == {"A": "1", "B": "2"} and created["gpu"]["allowedCudaVersions"] == ["13.0"]
+        assert "templateId" not in created  # applied once, no link kept
 
 
 async def test_graphql_save_endpoint_reaches_library_endpoints(platform: Platform) -> None:
     ep = platform.add_endpoint("lib", echo_config(workers_min=0, workers_max=2))
 
-    def calls() -> tuple[Any, Any]:
-        found = find_endpoint(API_KEY, endpoint_id="lib")
-        assert found is not None
-        saved = save_endpoint({"id": "lib", "name": found["name"], "workersMin": 0, "workersMax": 0}, API_KEY)
-        return found, saved
+    def graphql(query: str) -> Any:
+        answer = requests.post(
+            f"{platform.url}/graphql", json={"query": query}, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10
+        )
+        return answer.json()
 
-    found, saved = await asyncio.to_thread(calls)
-    assert found["workersMax"] == 2 and saved["workersMax"] == 0 and ep.config.workers_max == 0
+    listed = await asyncio.to_thread(graphql, "query { myself { endpoints { id workersMax } } }")
+    assert {"id": "lib", "workersMax": 2} in [
+        {k: e[k] for k in ("id", "workersMax")} for e in listed["data"]["myself"]["endpoints"]
+    ]
+    saved = await asyncio.to_thread(
+        graphql, 'mutation { saveEndpoint(input: { id: "lib", workersMin: 0, workersMax: 0 }) { id workersMax } }'
+    )
+    assert saved["data"]["saveEndpoint"]["workersMax"] == 0 and ep.config.workers_max == 0
     refused = await asyncio.to_thread(
-        lambda: requests.post(
-            f"{platform.url}/graphql",
-            json={"query": 'mutation { saveEndpoint(input: { id: "lib", workersMax: 1, color: "red" }) { id } }'},
-            headers={"Authorization": f"Bearer {API_KEY}"},
-            timeout=10,
-        ).json()
+        graphql, 'mutation { saveEndpoint(input: { id: "lib", workersMax: 1, color: "red" }) { id } }'
     )
     assert "color" in refused["errors"][0]["message"] and ep.config.workers_max == 0
 

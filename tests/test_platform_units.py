@@ -7,7 +7,7 @@ import pytest
 from devtools.platform.config import ConfigError, EndpointConfig, Limits
 from devtools.platform.jobs import Job, JobQueue, Policy, parse_policy
 from devtools.platform.ledger import Ledger, WorkerTimeline
-from devtools.platform.management import check_body, rest_changes
+from devtools.platform.management import check_body, merged_gpu, rest_changes
 from devtools.platform.process import worker_env
 from devtools.platform.routes_client import Window
 from devtools.platform.scaler import ScaleState, idle_to_stop, to_start
@@ -123,16 +123,30 @@ def test_endpoint_config_and_rest_body_checks() -> None:
         EndpointConfig(worker_command=["w"], workers_min=2, workers_max=1).validate()
     with pytest.raises(ConfigError):
         EndpointConfig(worker_command=["w"], execution_timeout=1).validate()  # RunPod's minimum is 5 s
-    body = check_body({"workers": {"min": 1}, "scaling": {"type": "REQUEST_COUNT", "value": 2}}, create=False)
+    body = check_body({"workers": {"min": 1}, "scaling": {"type": "REQUEST_COUNT", "requestCount": 2}}, create=False)
     config = EndpointConfig(worker_command=["w"], env={"A": "1"})
-    changes = rest_changes({**body, "env": {"B": "2"}, "timeout": 9000}, config)
+    changes = rest_changes({**body, "env": {"B": "2"}, "timeout": 9000}, config, image_env={"IMG": "1"})
+    # a PATCH's env replaces the env the API set (A); the image's own env (IMG) stays under it
     assert changes == {
-        "workers_min": 1, "scaler_type": "REQUEST_COUNT", "scaler_value": 2, "env": {"A": "1", "B": "2"},
+        "workers_min": 1, "scaler_type": "REQUEST_COUNT", "scaler_value": 2, "env": {"IMG": "1", "B": "2"},
         "execution_timeout": 9.0,
     }  # fmt: skip
-    for bad in ({"name": ""}, {"disk": True}, {"env": {"A": 1}}, {"cpu": {}}, []):
+    assert rest_changes({"scaling": {"type": "QUEUE_DELAY", "queueDelay": 0.5}}, config, {})["scaler_value"] == 0.5
+    with pytest.raises(ConfigError, match="idleTimeout"):  # RunPod: not beside REQUEST_COUNT on a queue endpoint
+        rest_changes({"workers": {"idleTimeout": 5}}, config.replace(scaler_type="REQUEST_COUNT"), {})
+    refused: tuple[object, ...] = (
+        {"name": ""}, {"disk": True}, {"env": {"A": 1}}, {"cpu": {}}, [], {"type": "QUEUE"},
+        {"scaling": {"type": "QUEUE_DELAY"}}, {"scaling": {"type": "QUEUE_DELAY", "queueDelay": 0.1}},
+        {"gpu": {"excludedTypes": ["NVIDIA L4"]}}, {"gpu": {"pools": []}}, {"workers": {"idleTimeout": 0}},
+    )  # fmt: skip
+    for bad in refused:
         with pytest.raises(ConfigError):
             check_body(bad, create=False)
+    # new pools replace the selection, exclusions included
+    assert merged_gpu({"pools": ["A"], "excludedTypes": ["x"], "count": 1}, {"pools": ["B"]}) == {
+        "pools": ["B"],
+        "count": 1,
+    }
 
 
 def test_worker_environment_is_what_runpod_gives_a_deployed_worker() -> None:

@@ -6,6 +6,7 @@ import tomllib
 from pathlib import Path
 
 from client.deploy import load_endpoint_config
+from devtools.platform.management import check_body
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "runpod.toml"
@@ -35,5 +36,15 @@ def test_every_path_it_names_exists() -> None:
 def test_endpoint_section_has_scale_to_zero_defaults() -> None:
     config = load_endpoint_config(CONFIG)
     assert config.workers_min == 0 and config.workers_max >= 1
-    assert config.scaler_type == "QUEUE_DELAY" and config.flashboot
+    assert config.scaler_type == "QUEUE_DELAY" and config.flashboot == "FLASHBOOT"
     assert config.idle_timeout <= 30
+    # the image is CUDA 13 (vLLM >= 0.20 images): only hosts whose driver runs CUDA 13 may take its workers
+    assert config.allowed_cuda_versions and all(v.startswith("13.") for v in config.allowed_cuda_versions)
+
+
+def test_endpoint_section_makes_a_body_runpods_rest_api_accepts() -> None:
+    body = load_endpoint_config(CONFIG).body()
+    assert check_body(body, create=True) == body  # the local platform checks RunPod's v2 shapes
+    assert body["gpu"]["pools"] == ["ADA_24", "AMPERE_24"] and body["flashboot"] == "FLASHBOOT"
+    # no execution timeout in the section: the worker's engine start + request timeouts (600 + 600 s)
+    assert body["timeout"] == 1_200_000 and "ENGINE_START_TIMEOUT" not in body["env"]

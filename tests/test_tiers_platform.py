@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import httpx
 import pytest
 
 from client.breaker import CircuitBreaker
 from client.endpoint_api import AsyncEndpointAPI
 from client.fallback import EndpointSpec, Policy, TierPair
 from client.fallback_async import AsyncFallbackClient
+from core.endpoints import get_endpoint
 from devtools.platform import Platform
 from tests.platform_support import API_KEY, FAST, echo_config, running_platform
 
@@ -52,17 +52,8 @@ def caller(platform: Platform, pair: TierPair, breaker: CircuitBreaker, **kwargs
 
 
 def read_endpoint(platform: Platform) -> Any:
-    """The management API's read of an endpoint (REST v2 GET /v2/serverless/{id})."""
-
-    def read(endpoint_id: str) -> dict[str, Any]:
-        answer = httpx.get(
-            f"{platform.url}/v2/serverless/{endpoint_id}", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=5
-        )
-        answer.raise_for_status()
-        body: dict[str, Any] = answer.json()
-        return body
-
-    return read
+    """The management API's read of an endpoint (REST v2 GET /v2/serverless/{id}), as a caller wires it."""
+    return lambda endpoint_id: get_endpoint(endpoint_id, api_key=API_KEY, base_url=platform.url)
 
 
 async def test_a_throttled_cheap_tier_falls_back_within_the_callers_deadline(platform: Platform) -> None:
