@@ -107,9 +107,8 @@ class Estimate:
     gpu: str | None
     gpu_count: int
     vram_gb: float | None
-    on_demand_hourly: float | None
-    spot_hourly: float | None
-    spot_estimated: bool
+    hourly: float | None  # the worker's rate (RunPod: flex) x GPUs
+    rates: dict[str, float]  # every rate the pool has, USD per hour x GPUs (RunPod: flex, active)
 
 
 def estimate(
@@ -122,7 +121,8 @@ def estimate(
     dtype: str = "float16",
     group_size: int | None = None,
 ) -> Estimate:
-    """VRAM estimate and the cheapest fitting GPU type (fewest GPUs first) from price-table entries."""
+    """VRAM estimate and the cheapest fitting GPU pool (fewest GPUs first, at the worker's rate) from price-table
+    entries (`core.prices.GpuPrice`)."""
     params = count_params(config)
     quant = quantization_of(config)
     qc = config.get("quantization_config")
@@ -136,7 +136,7 @@ def estimate(
     for count in GPU_COUNTS:
         fitting = [g for g in gpus if g.vram_gb * GB * count >= need]
         if fitting:
-            choice = (min(fitting, key=lambda g: (g.on_demand_hourly * count, g.vram_gb)), count)
+            choice = (min(fitting, key=lambda g: (g.hourly() * count, g.vram_gb)), count)
             break
     gpu, count = choice if choice else (None, 0)
     return Estimate(
@@ -150,9 +150,8 @@ def estimate(
         gpu=gpu.id if gpu else None,
         gpu_count=count,
         vram_gb=gpu.vram_gb if gpu else None,
-        on_demand_hourly=gpu.on_demand_hourly * count if gpu else None,
-        spot_hourly=gpu.hourly("spot") * count if gpu else None,
-        spot_estimated=bool(gpu.spot_estimated) if gpu else False,
+        hourly=gpu.hourly() * count if gpu else None,
+        rates={name: rate.hourly * count for name, rate in gpu.rates.items()} if gpu else {},
     )
 
 
@@ -167,11 +166,8 @@ def format_estimate(e: Estimate, max_model_len: int, seqs: int) -> str:
     if e.gpu is None:
         lines.append(f"no GPU in the price table fits even {GPU_COUNTS[-1]} at a time")
     else:
-        spot = f"${e.spot_hourly:.3f}/h{' (estimated)' if e.spot_estimated else ''}"
-        lines.append(
-            f"smallest fitting GPU: {e.gpu_count} x {e.gpu} ({e.vram_gb:g} GB): "
-            f"on-demand ${e.on_demand_hourly:.3f}/h, spot {spot}"
-        )
+        rates = ", ".join(f"{name} ${hourly:.3f}/h" for name, hourly in e.rates.items())
+        lines.append(f"cheapest fitting GPU pool: {e.gpu_count} x {e.gpu} ({e.vram_gb:g} GB): {rates}")
     return "\n".join(lines)
 
 
@@ -203,13 +199,13 @@ def _command(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("right-size", help="VRAM estimate and the smallest fitting GPU with its prices")
+    p = subparsers.add_parser("right-size", help="VRAM estimate and the cheapest fitting GPU pool with its rates")
     p.add_argument("model", help="model folder or its config.json")
     p.add_argument("--max-model-len", type=int, default=4096)
     p.add_argument("--seqs", type=int, default=1, help="sequences held in the KV cache at once")
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     p.add_argument("--dtype", choices=tuple(DTYPE_BYTES), default="float16", help="weights dtype when not quantized")
     p.add_argument("--group-size", type=int, default=None, help="AWQ group size (default: the config's, else 128)")
-    p.add_argument("--prices", default=None, help="price table JSON (default: the packaged one)")
+    p.add_argument("--prices", default=None, help="price table JSON, or a packaged one by name (seed004)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_command)

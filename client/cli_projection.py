@@ -1,4 +1,4 @@
-"""`python -m client estimate --trace FILE`: a month of a trace's traffic, simulated, at GPU prices.
+"""`python -m client estimate --trace FILE`: a month of a trace's traffic, simulated, on both tiers.
 
     python -m client estimate --trace replay-out/trace.jsonl --measured replay-out/summary.json
     python -m client estimate --trace my.jsonl --engine-start-seconds 120 --tokens-per-second 60 \\
@@ -6,6 +6,8 @@
 
 The worker model's timings come from a replay's summary (`--measured`, the
 configuration named by `--config`, default frugal) or from flags; flags win.
+The cheap tier runs it flex-only; the reliable tier keeps `--active-workers`
+(default: the price table's) warm all month (see `estimate_trace`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Any
 import orjson
 
 from client.errors import TraceError
-from client.replay.projection import WorkerModel, project_month, trace_days_of
+from client.replay.projection import DAY_S, Projection, WorkerModel, project_month, trace_days_of
 from client.replay.trace import load_trace
-from core.prices import PriceTable
+from core.money import cost_usd
+from core.prices import PriceTable, TierPrice
 from core.tables import as_json, table
 
 # flag -> WorkerModel field: the timings and the settings a user may give
@@ -32,7 +35,6 @@ MEASURED_FLAGS = {
 }
 SETTING_FLAGS = {
     "idle_timeout": "idle_timeout",
-    "workers_min": "workers_min",
     "workers_max": "workers_max",
     "scaler": "scaler",
     "scaler_value": "scaler_value",
@@ -79,32 +81,66 @@ def model_from_args(args: argparse.Namespace) -> tuple[WorkerModel, float | None
 
 
 def estimate_trace(args: argparse.Namespace, prices: PriceTable) -> int:
+    """Both tiers on the simulated month: the cheap tier flex-only (workers_min 0), the reliable tier with its
+    active workers kept warm (workers_min N, billed every second at the active rate; the rest is flex overflow)."""
     events = load_trace(args.trace)
     model, measured_days = model_from_args(args)
     trace_days = args.trace_days or measured_days or trace_days_of(events)
-    month = project_month(events, model, trace_days, days=args.days)
-    gpus = [prices.gpu(name) for name in args.gpu] if args.gpu else list(prices.by_vram())
-    rows = []
-    for g in gpus:
-        rate = g.hourly("on_demand")
-        rows.append((g.id, rate, month.bill_usd(rate, True), month.bill_usd(rate, False)))
+    tier_pairs = prices.pairs(args.gpu, active_workers=args.active_workers)
+    months = {0: project_month(events, model.replace(workers_min=0), trace_days, days=args.days)}
+    for n in {p.reliable.active_workers for p in tier_pairs} - {0}:
+        warm = model.replace(workers_min=n, workers_max=max(model.workers_max, n))
+        months[n] = project_month(events, warm, trace_days, days=args.days)
+    month = months[0]
+    rows, bills = [], []
+    for pair in tier_pairs:
+        n = pair.reliable.active_workers
+        cheap = [_bill(month, pair.cheap, 0, args.days, rule) for rule in (True, False)]
+        reliable = [_bill(months[n], pair.reliable, n, args.days, rule) for rule in (True, False)]
+        saving = None if reliable[0] is None or cheap[0] is None else round(reliable[0] - cheap[0], 2)
+        rows.append((pair.name, pair.cheap.priced_as, *map(_usd, cheap), pair.reliable.priced_as,
+                     *map(_usd, reliable), _usd(saving)))  # fmt: skip
+        bills.append({
+            "gpu": pair.name, "hourly": pair.cheap.hourly,
+            "startup_billed": cheap[0], "initializing_unbilled": cheap[1],
+            "cheap": {"pools": pair.cheap.pools, "priced_as": pair.cheap.priced_as},
+            "reliable": {"pools": pair.reliable.pools, "priced_as": pair.reliable.priced_as, "active_workers": n,
+                         "hourly": pair.reliable.hourly, "active_hourly": pair.reliable.active_hourly,
+                         "startup_billed": reliable[0], "initializing_unbilled": reliable[1]},
+            "saving": saving,
+        })  # fmt: skip
     if args.json:
         print(as_json({
             "trace": args.trace, "trace_days": trace_days, "days": args.days, "model": model.to_dict(),
-            "projection": month.to_dict(),
-            "bills": [{"gpu": r[0], "hourly": r[1], "startup_billed": r[2], "initializing_unbilled": r[3]}
-                      for r in rows],
+            "projection": month.to_dict(), "reliable_projections": {n: m.to_dict() for n, m in months.items() if n},
+            "bills": bills,
         }))  # fmt: skip
         return 0
-    seconds = month.seconds_by_kind
-    print(
-        f"{args.trace}: {len(events)} requests standing for {trace_days:g} day(s), projected to {args.days} days: "
-        f"{month.requests:,.0f} requests, {month.workers_started:,.0f} cold starts, hit rate {month.hit_rate:.0%}, "
-        f"latency p50/p95 {month.latency_p50:.1f}/{month.latency_p95:.1f} s"
-    )
-    print("worker-hours: " + ", ".join(f"{k} {seconds[k] / 3600:,.1f}" for k in seconds))
-    print(table(["GPU", "$/h", "$/month (start-up billed)", "$/month (Init. unbilled)"], rows))
+    print(f"{args.trace}: {len(events)} requests standing for {trace_days:g} day(s), projected to {args.days} days")
+    for n, m in sorted(months.items()):
+        name = "cheap tier (flex only)" if n == 0 else f"reliable tier ({n} active worker{'s' * (n > 1)})"
+        seconds = m.seconds_by_kind
+        print(
+            f"{name}: {m.requests:,.0f} requests, {m.workers_started:,.0f} cold starts, hit rate {m.hit_rate:.0%}, "
+            f"latency p50/p95 {m.latency_p50:.1f}/{m.latency_p95:.1f} s; worker-hours: "
+            + ", ".join(f"{k} {seconds[k] / 3600:,.1f}" for k in seconds)
+        )
+    print(table(["size", "cheap: pool", "$/month", "(Init. unbilled)", "reliable: pool", "$/month",
+                 "(Init. unbilled)", "saves"], rows))  # fmt: skip
     return 0
+
+
+def _bill(month: Projection, tier: TierPrice, active: int, days: int, startup_billed: bool) -> float | None:
+    """A tier's month: its active workers every second at the active rate, the other seconds at its rate."""
+    if tier.hourly is None or (active and tier.active_hourly is None):
+        return None
+    always = active * days * DAY_S
+    rest = max(0.0, month.billed_seconds(startup_billed) - always)
+    return cost_usd(always, tier.active_hourly or 0.0) + cost_usd(rest, tier.hourly)
+
+
+def _usd(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.2f}"
 
 
 def register_trace_flags(p: argparse.ArgumentParser) -> None:
@@ -121,7 +157,6 @@ def register_trace_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--start-contention", type=float, help="slowdown of an engine start per other one beside it "
                    "(0: a GPU per worker, as on RunPod)")  # fmt: skip
     g.add_argument("--idle-timeout", type=float, help="the endpoint's idle timeout (default 5)")
-    g.add_argument("--workers-min", type=int)
     g.add_argument("--workers-max", type=int)
     g.add_argument("--scaler", choices=["QUEUE_DELAY", "REQUEST_COUNT"])
     g.add_argument("--scaler-value", type=float)

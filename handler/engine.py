@@ -41,6 +41,13 @@ PR_SET_PDEATHSIG = 1
 LOST_WAIT_S = 2.0  # how long a failed request waits to see whether the child died
 
 
+# vLLM's server closes a connection idle for VLLM_HTTP_TIMEOUT_KEEP_ALIVE (5 s); aiohttp keeps one
+# for 15 s by default, and a request sent on a connection the server is closing at that moment
+# fails as ServerDisconnectedError (seen once in 500 jobs: an answer lost as `engine_crashed`).
+# The worker lets go of idle connections well before the server does.
+KEEPALIVE_S = 2.0
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: ask Linux to kill it when the worker dies, however it dies."""
     with contextlib.suppress(OSError, AttributeError):
@@ -161,7 +168,7 @@ class EngineManager:
         client = aiohttp.ClientSession(
             base_url=base_url,
             timeout=aiohttp.ClientTimeout(total=self._settings.engine_request_timeout, connect=10.0),
-            connector=aiohttp.TCPConnector(limit=0),
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S),
         )
         try:
             await self._wait_healthy(proc, client)

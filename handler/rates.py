@@ -44,7 +44,7 @@ def detected_gpu_name() -> str:
 
 def _table_rate(gpu: str, field: str) -> float:
     try:
-        return load_prices().hourly_rate(gpu, "on_demand")
+        return load_prices().hourly_rate(gpu)
     except PriceTableError as exc:
         raise ConfigError(f"{field}: {exc}", field=field) from exc
 

@@ -309,14 +309,18 @@ async def test_an_alert_at_the_whole_budget_fires_when_it_refuses(
 
 
 def test_hourly_rate_from_setting_price_table_or_the_gpu_found() -> None:
-    rate = hourly_rate
+    def rate(settings: Any, detected: str) -> float:
+        return hourly_rate(settings.budget, detected)
+
+    flex = 0.00031 * 3600  # RunPod's flex rate for an RTX 4090 (ADA_24), per second, by the hour
     assert rate(load_settings({"GPU_HOURLY_RATE": "2.5", "GPU_TYPE": "NVIDIA GeForce RTX 4090"}), "") == 2.5
-    assert rate(load_settings({"GPU_TYPE": "NVIDIA GeForce RTX 4090"}), "") == 0.44
+    assert rate(load_settings({"GPU_TYPE": "NVIDIA GeForce RTX 4090"}), "") == pytest.approx(flex)
     assert rate(load_settings({}), "") == 0.0
     # every GPU the worker holds is billed
-    assert rate(load_settings({"GPU_TYPE": "NVIDIA GeForce RTX 4090", "TENSOR_PARALLEL_SIZE": "2"}), "") == 0.88
+    two = load_settings({"GPU_TYPE": "NVIDIA GeForce RTX 4090", "TENSOR_PARALLEL_SIZE": "2"})
+    assert rate(two, "") == pytest.approx(2 * flex)
     # without GPU_TYPE: the GPU nvidia-smi names (a pool's second choice is priced as what it is)
-    assert rate(load_settings({}), "NVIDIA GeForce RTX 4090") == 0.44
+    assert rate(load_settings({}), "NVIDIA GeForce RTX 4090") == pytest.approx(flex)
     with pytest.raises(ConfigError, match="GPU_HOURLY_RATE"):
         rate(load_settings({"DAILY_BUDGET_USD": "5"}), "Imaginary GPU 9000")
     assert rate(load_settings({}), "Imaginary GPU 9000") == 0.0  # unpriced, and nothing to hold to

@@ -20,28 +20,26 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
     return json.loads(capsys.readouterr().out)
 
 
-def test_estimate_json_matches_the_hand_worked_seed_example(capsys: pytest.CaptureFixture[str]) -> None:
-    # 13.1667 h * 0.44 = 5.79 (see tests/test_planning.py)
-    (row,) = run_json(
-        capsys,
-        "estimate",
-        "--gpu",
-        "RTX_4090",
-        "--requests-per-day",
-        "100",
-        "--seconds-per-request",
-        "5",
-        "--cold-starts",
-        "hourly",
-    )
-    assert (row["on_demand_monthly"], row["spot_monthly"]) == (5.79, 2.37)
+def test_estimate_json_shows_both_tiers_and_seed004_reproduces_the_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    light = ["--requests-per-day", "100", "--seconds-per-request", "5", "--cold-starts", "hourly"]
+    # 24 GB class: cheap 13.1667 h * 0.684 = 9.01; reliable 720 h * 1.116 = 803.52 (see tests/test_planning.py)
+    (row,) = run_json(capsys, "estimate", "--gpu", "24GB", *light)
+    assert (row["cheap"]["monthly"], row["reliable"]["monthly"], row["saving"]) == (9.01, 803.52, 794.51)
+    assert row["cheap"]["pools"] == ["AMPERE_24"] and row["reliable"]["active_workers"] == 1
+    # seed 004's own figures: on-demand 13.1667 h * 0.44 = 5.79, spot * 0.18 = 2.37
+    (seed,) = run_json(capsys, "estimate", "--gpu", "RTX_4090", "--prices", "seed004", *light)
+    assert (seed["reliable"]["monthly"], seed["cheap"]["monthly"], seed["saving"]) == (5.79, 2.37, 3.42)
+    # two active workers: 1440 h * 1.116 = 1607.04
+    (two,) = run_json(capsys, "estimate", "--gpu", "24GB", "--active-workers", "2", *light)
+    assert two["reliable"]["monthly"] == 1607.04
 
 
-def test_estimate_table_lists_every_gpu_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+def test_estimate_table_lists_every_size_class_by_default(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["estimate", "--requests-per-day", "10", "--seconds-per-request", "1"]) == 0
     out = capsys.readouterr().out
-    assert "NVIDIA RTX A4000" in out and "NVIDIA H200" in out and "$/month spot" in out
-    assert "spot rate estimated" in out  # some GPUs have no published spot figure
+    assert "16GB" in out and "180GB" in out and "AMPERE_24" in out and "ADA_24 (of ADA_24, AMPERE_24)" in out
+    assert "cheap tier (spot): flex-only" in out and "reliable tier (on-demand): endpoint with active" in out
+    assert "estimated" not in out and "discount" not in out
 
 
 def test_compare_plan_budget_and_spot(capsys: pytest.CaptureFixture[str]) -> None:
@@ -57,18 +55,43 @@ def test_compare_plan_budget_and_spot(capsys: pytest.CaptureFixture[str]) -> Non
         "--self-hosted-monthly",
         "50",
     )
-    assert isinstance(cmp, dict) and cmp["api_monthly"]["gpt-4"] == 1500.0
-    plan = run_json(capsys, "plan-budget", "--monthly-budget", "1000", "--gpu", "RTX_4090", "--utilization", "1")
-    assert isinstance(plan, dict) and (plan["workers_max"], plan["guaranteed"]) == (3, True)
-    spot = run_json(capsys, "spot", "batch_processing", "--gpu", "A100_80GB")
-    assert isinstance(spot, dict) and spot["suits_spot"] and spot["spot_hourly"] == 0.76
+    assert isinstance(cmp, dict) and cmp["api_monthly"]["gpt-4"] == 1500.0 and cmp["savings"]["gpt-4"]["yours"] == 1450
+    both = run_json(capsys, "compare", "--monthly-requests", "3000", "--input-tokens", "300", "--output-tokens", "200")
+    assert isinstance(both, dict) and set(both["self_hosted_monthly"]) == {"cheap", "reliable"}
+    seed = ["--prices", "seed004"]
+    plan = run_json(capsys, "plan-budget", "--monthly-budget", "1000", "--gpu", "RTX_4090", "--utilization", "1", *seed)
+    # seed on-demand: 33.33 / 0.44 = 75.76 h / 24 -> 3 workers, guaranteed (tests/test_planning.py)
+    assert isinstance(plan, dict) and (plan["reliable"]["workers_max"], plan["reliable"]["guaranteed"]) == (3, True)
+    only = run_json(capsys, "plan-budget", "--monthly-budget", "1000", "--gpu", "24GB", "--tier", "on_demand")
+    assert isinstance(only, dict) and list(only) == ["reliable"] and only["reliable"]["fixed_daily_spend"] == 26.78
+    spot = run_json(capsys, "spot", "batch_processing", "--gpu", "A100_80GB", "--cold-starts", "24")
+    # batch: 1 h tolerance; on the A100 pool (2.736/h): cheap 30 * (500 + 24 * 50) / 3600 = 14.1667 h * 2.736
+    # = 38.76; reliable 720 h * 2.736 = 1969.92; saves 1931.16
+    assert isinstance(spot, dict) and spot["suits_cheap_tier"]
+    (tier,) = spot["tiers"]
+    assert (tier["estimate"]["cheap"]["monthly"], tier["estimate"]["saving"]) == (38.76, 1931.16)
+    api = run_json(capsys, "spot", "production_api")
+    assert isinstance(api, dict) and not api["suits_cheap_tier"] and api["latency_tolerance_s"] == 10
+    custom = run_json(capsys, "spot", "nightly-reindex", "--latency-tolerance", "7200", "--batchable")
+    assert isinstance(custom, dict) and custom["suits_cheap_tier"] and custom["cold_starts_per_day"] == 12
+
+
+def test_seed004_table_works_on_every_command_that_takes_prices(capsys: pytest.CaptureFixture[str]) -> None:
+    seed = ["--prices", "seed004"]
+    assert main(["estimate", "--requests-per-day", "100", "--seconds-per-request", "5", *seed]) == 0
+    out = capsys.readouterr().out
+    assert "RTX_4090" in out and "n/a" in out  # the A6000 has no spot figure in the seed: unpriced
+    assert main(["compare", "--monthly-requests", "3000", "--input-tokens", "1", "--output-tokens", "1", *seed]) == 0
+    assert main(["plan-budget", "--monthly-budget", "100", "--gpu", "A100_80GB", *seed]) == 0
+    assert main(["spot", "training", "--gpu", "H100_80GB", *seed]) == 0
+    assert "seed 004" not in capsys.readouterr().err
 
 
 def test_user_price_file_overrides_the_packaged_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = json.loads(PACKAGED_PRICES.read_text())
     for gpu in data["gpus"]:
-        if gpu["short_name"] == "RTX_4090":
-            gpu["on_demand_hourly"] = 1.0
+        if gpu["id"] == "AMPERE_24":
+            gpu["rates"]["flex"]["usd_per_second"] = 1 / 3600  # $1.00 an hour
     path = tmp_path / "prices.json"
     path.write_text(json.dumps(data))
     # 13.1667 h * $1.00 = 13.17
@@ -76,7 +99,7 @@ def test_user_price_file_overrides_the_packaged_one(tmp_path: Path, capsys: pyte
         capsys,
         "estimate",
         "--gpu",
-        "RTX_4090",
+        "24GB",
         "--requests-per-day",
         "100",
         "--seconds-per-request",
@@ -84,7 +107,7 @@ def test_user_price_file_overrides_the_packaged_one(tmp_path: Path, capsys: pyte
         "--prices",
         str(path),
     )
-    assert row["on_demand_monthly"] == 13.17
+    assert row["cheap"]["monthly"] == 13.17
 
 
 def test_price_table_env_variable_is_read_by_the_cli(tmp_path: Path) -> None:

@@ -71,14 +71,21 @@ def test_7b_fp16_on_a_24gb_gpu() -> None:
     # (13.477 + 2.147 + 1.0 + 1.348) / 0.9 = 19.97 GB
     assert e.need_gb == pytest.approx((13.476831232 + 2.147483648 + 1.0 + 1.3476831232) / 0.9, rel=1e-6)
     assert e.rule_of_thumb_gb == pytest.approx(6.738415616 * 2.2)
-    assert e.gpu == "NVIDIA GeForce RTX 4090" and e.gpu_count == 1
-    assert (e.on_demand_hourly, e.spot_hourly, e.spot_estimated) == (0.44, 0.18, False)
+    # the cheapest 24 GB pool at the worker's (flex) rate: AMPERE_24 (L4, A5000, 3090), $0.00019/s = $0.684/h
+    assert e.gpu == "AMPERE_24" and e.gpu_count == 1
+    assert (e.hourly, e.rates) == (0.684, {"flex": 0.684, "active": 0.684})
+    # seed 004's table: the RTX 4090 at the seed's on-demand $0.44 (its A5000 is $0.47), spot 0.18
+    seed = estimate(LLAMA2_7B, list(load_prices("seed004").gpus), max_model_len=4096, seqs=1)
+    assert (seed.gpu, seed.hourly, seed.rates) == ("RTX_4090", 0.44, {"on_demand": 0.44, "spot": 0.18})
 
 
 def test_70b_fp16_needs_several_gpus_and_awq_fits_one() -> None:
     gpus = list(load_prices().gpus)
     fp16 = estimate(LLAMA2_70B, gpus, max_model_len=4096)
-    assert fp16.need_gb > 141 and fp16.gpu_count == 2
+    # 171.2 GB: one B200 (180 GB) holds it; without that pool it takes two GPUs (2 x 96 GB, the fewest that fit)
+    assert fp16.need_gb > 141 and (fp16.gpu, fp16.gpu_count) == ("BLACKWELL_180", 1)
+    smaller = estimate(LLAMA2_70B, [g for g in gpus if g.vram_gb < 180], max_model_len=4096)
+    assert (smaller.gpu, smaller.gpu_count, smaller.hourly) == ("BLACKWELL_96", 2, 7.992)  # 2 x 0.00111 x 3600
     awq = estimate(
         {**LLAMA2_70B, "quantization_config": {"quant_method": "awq", "group_size": 128}}, gpus, max_model_len=4096
     )
@@ -94,5 +101,5 @@ def test_smollm2_fits_the_smallest_gpu() -> None:
     gpus = list(load_prices().gpus)
     e = estimate(SMOLLM2, gpus, max_model_len=2048)
     assert e.params == 134_515_008
-    assert e.gpu == min(gpus, key=lambda g: g.on_demand_hourly).id
-    assert e.spot_estimated
+    assert e.gpu == min(gpus, key=lambda g: g.hourly()).id == "AMPERE_16"
+    assert e.hourly == 0.576  # 0.00016 x 3600
