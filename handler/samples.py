@@ -20,7 +20,7 @@ import orjson
 from core.cli import USAGE, run_command
 from core.errors import CoreError
 from handler.app import App, create_app
-from handler.errors import ConfigError, WorkerError
+from handler.errors import WorkerError
 from handler.settings import load_settings
 
 
@@ -45,11 +45,7 @@ async def run_job(app: App, name: str, job: dict[str, Any]) -> None:
 
 
 async def run_all(folder: Path) -> int:
-    try:
-        app = create_app(load_settings(os.environ))
-    except ConfigError as exc:
-        print(f"cannot start the worker: {exc}", file=sys.stderr)
-        return 2
+    app = create_app(load_settings(os.environ))  # a ConfigError is reported by run_command (exit 2)
     print(f"model: {app.model.name} ({app.model.path}), device: {app.engine.device}")
     jobs = [(path.stem, orjson.loads(path.read_bytes())) for path in sorted(folder.glob("*.json"))]  # noqa: ASYNC240
     try:

@@ -72,6 +72,12 @@ def test_handler_stats_with_a_bad_redis_url() -> None:
     assert proc.stdout == ""
 
 
+def test_handler_samples_with_a_bad_setting() -> None:
+    proc = cli("handler.samples", "sample_jobs", DAILY_BUDGET_USD="abc")
+    assert_one_error_line(proc, 2, "DAILY_BUDGET_USD")
+    assert proc.stdout == ""  # refused before any model is read or any job is run
+
+
 def test_a_bad_command_line_is_argparse_usage_with_exit_2() -> None:
     proc = cli("handler.stats", "spend", "--days", "0")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
