@@ -13,7 +13,6 @@ import shutil
 import subprocess
 
 from core.errors import PriceTableError
-from core.prices import load_prices
 from handler.errors import ConfigError
 from handler.settings import BudgetSettings
 
@@ -43,6 +42,8 @@ def detected_gpu_name() -> str:
 
 
 def _table_rate(gpu: str, field: str) -> float:
+    from core.prices import load_prices  # its models take ~10 ms to build: only a worker priced by name pays it
+
     try:
         return load_prices().hourly_rate(gpu)
     except PriceTableError as exc:
