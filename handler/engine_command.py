@@ -78,6 +78,7 @@ def engine_args(settings: EngineSettings, model: ModelRef, device: str, port: in
 
 
 ENGINE_CACHE_FOLDER = "vllm-cache"  # inside a model folder: the compile cache `builder warm` made for it
+TORCH_CACHE_FOLDERS = {"inductor": "torchinductor", "triton": "triton"}  # torch's caches, inside the engine's
 
 
 def engine_cache_dir(settings: EngineSettings, model: ModelRef) -> str:
@@ -99,6 +100,12 @@ def engine_env(
     cache = engine_cache_dir(settings, model) if model is not None else settings.engine_cache_dir
     if cache:
         env.setdefault("VLLM_CACHE_ROOT", cache)
+        # torch keeps its own compile caches outside VLLM_CACHE_ROOT: inductor's FX-graph and
+        # AOTAutograd caches (all of the CPU build's compile: its DYNAMO_TRACE_ONCE mode never
+        # writes vLLM's torch_compile_cache) in /tmp/torchinductor_<user>, Triton's GPU kernels
+        # in ~/.triton/cache. Kept beside vLLM's, a new container loads them too.
+        env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(cache) / TORCH_CACHE_FOLDERS["inductor"]))
+        env.setdefault("TRITON_CACHE_DIR", str(Path(cache) / TORCH_CACHE_FOLDERS["triton"]))
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("VLLM_NO_USAGE_STATS", "1")
     env.setdefault("DO_NOT_TRACK", "1")

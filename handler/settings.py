@@ -77,8 +77,8 @@ class Settings(BaseModel):
     )
     engine_cache_dir: str = Field(
         "",
-        description="vLLM's cache folder (compiled graphs); empty: the model's own `vllm-cache` folder when it "
-        "has one (`builder warm`), else vLLM's default.",
+        description="vLLM's cache folder (compiled graphs; torch's inductor and Triton caches go inside it); "
+        "empty: the model's own `vllm-cache` folder when it has one (`builder warm`), else vLLM's default.",
     )
     engine_start: Literal["auto", "lazy", "boot", "background"] = Field(
         "auto",

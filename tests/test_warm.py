@@ -1,9 +1,10 @@
 """`builder warm`: the engine started once at build time, vLLM's cache kept beside the model, used by the worker.
 
-The tiny model compiles nothing on the CPU build (vLLM skips inductor for it), so
-this checks the mechanics: the cache folder is made beside the model, vLLM writes
-into it, and a worker on that folder (a new container from the image) points vLLM
-there. bench/cold_start_bench.py measures what the kept cache saves on SmolLM2.
+The tiny model runs eager in tests (nothing compiled), so its test checks the
+mechanics: the cache folder is made beside the model, vLLM writes into it, and a
+worker on that folder (a new container from the image) points vLLM there. SmolLM2
+compiles: its test checks that a new container compiles nothing again.
+bench/cold_start_bench.py measures what the kept cache saves.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pytest
 
 from builder.__main__ import main as builder_main
 from builder.warm import warm
-from handler.engine_command import engine_env
+from handler.engine import EngineManager
+from handler.engine_command import TORCH_CACHE_FOLDERS, engine_env
 from handler.model import resolve_model
 from handler.settings import load_settings
 from tests.engine_support import require_model, worker_env
@@ -29,6 +31,12 @@ def test_a_worker_points_vllm_at_the_models_kept_cache(tmp_path: Path) -> None:
     env = engine_env(load_settings({"MODEL_NAME": str(tmp_path)}).engine, "cpu", {}, model)
     assert env["VLLM_CACHE_ROOT"] == str(tmp_path / "vllm-cache")
     assert env["VLLM_USE_AOT_COMPILE"] == "0"  # the AOT artifacts never loaded on a restart
+    # torch's own compile caches (all the CPU build compiles) are kept in the same folder
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "vllm-cache" / "torchinductor")
+    assert env["TRITON_CACHE_DIR"] == str(tmp_path / "vllm-cache" / "triton")
+    settings = load_settings({"MODEL_NAME": str(tmp_path)})
+    mine = engine_env(settings.engine, "cpu", {"TORCHINDUCTOR_CACHE_DIR": "/x"}, model)
+    assert mine["TORCHINDUCTOR_CACHE_DIR"] == "/x"  # the user's own setting stands
     chosen = load_settings({"MODEL_NAME": str(tmp_path), "ENGINE_CACHE_DIR": "/runpod-volume/vllm"})
     assert engine_env(chosen.engine, "cpu", {}, model)["VLLM_CACHE_ROOT"] == "/runpod-volume/vllm"
     assert "VLLM_CACHE_ROOT" not in engine_env(load_settings({}).engine, "cpu", {}, resolve_model(load_settings({
@@ -55,6 +63,40 @@ def test_warm_keeps_vllms_cache_beside_the_model(tmp_path: Path) -> None:
     assert engine_env(settings.engine, "cpu", {}, resolve_model(settings.model))["VLLM_CACHE_ROOT"] == str(
         container / "vllm-cache"
     )
+
+
+def _compiled_graphs(model_dir: Path) -> set[Path]:
+    graphs = model_dir / "vllm-cache" / TORCH_CACHE_FOLDERS["inductor"] / "fxgraph"
+    return {path.relative_to(graphs) for path in graphs.rglob("*") if path.is_file()}
+
+
+@pytest.mark.engine
+@pytest.mark.realmodel
+def test_a_new_container_compiles_nothing_from_the_kept_cache(tmp_path: Path) -> None:
+    """vLLM's CPU build compiles through inductor's own cache, not VLLM_CACHE_ROOT: before it was
+    kept beside the model, a new container (no /tmp/torchinductor_<user>) compiled SmolLM2 again."""
+    image = tmp_path / "image-model"
+    shutil.copytree(require_model("smollm2"), image)
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
+    env.update(worker_env("smollm2"))
+    asyncio.run(warm(image, env))
+    compiled = _compiled_graphs(image)
+    assert compiled, "the build's compile left no graphs in the kept cache"
+
+    container = tmp_path / "container-model"  # a new container: the image's folder, copied elsewhere
+    shutil.copytree(image, container)
+    settings = load_settings({**env, "MODEL_NAME": str(container)})
+    engine = EngineManager(settings.engine, resolve_model(settings.model), env=env)
+
+    async def start() -> None:
+        try:
+            await engine.ensure_started()
+        finally:
+            await engine.aclose()
+
+    asyncio.run(start())
+    assert engine.last_start_phases["total_s"] > 0
+    assert _compiled_graphs(container) == compiled  # every graph loaded from the kept cache; none compiled
 
 
 def test_the_builder_runs_without_the_worker_package(tmp_path: Path) -> None:
