@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
-from builder.errors import BuilderError, OutputError, SourceError
+from builder.errors import OutputError, SourceError
 from builder.manifest import check_files, write_manifest
 from core.errors import ManifestError
 from core.manifest import MANIFEST_NAME, Manifest, read_manifest
@@ -72,11 +71,7 @@ def bake(source: Path, dest: Path = DEFAULT_DEST, *, max_model_len: int | None =
 
 
 def _command(args: argparse.Namespace) -> int:
-    try:
-        manifest = bake(Path(args.model_dir), Path(args.dest), max_model_len=args.max_model_len, move=args.move)
-    except BuilderError as exc:
-        print(f"bake: {exc}", file=sys.stderr)
-        return 1
+    manifest = bake(Path(args.model_dir), Path(args.dest), max_model_len=args.max_model_len, move=args.move)
     print(
         f"bake: {manifest.name} ({manifest.quantization or 'unquantized'}, max_model_len "
         f"{manifest.max_model_len or 'model default'}) -> {Path(args.dest) / MANIFEST_NAME}"

@@ -19,14 +19,13 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder.errors import BuilderError, SourceError
+from builder.errors import SourceError
 from builder.gguf_convert import DTYPES, check_supported, convert_gguf, inspect_gguf
 from builder.gguf_source import KNOWN, KnownGguf, locate
 from builder.hub import HubDownload, allow_patterns, hub_token, is_commit, parse_hub_uri, snapshot_download_fn
@@ -264,11 +263,7 @@ def run(args: argparse.Namespace) -> int:
         revision=args.revision, dtype=args.dtype, cache_dir=Path(args.cache_dir), force=args.force, env=os.environ
     )
     started = time.monotonic()
-    try:
-        result = fetch(args.source, Path(args.out), options)
-    except (BuilderError, ManifestError) as exc:
-        print(f"fetch failed: {exc}", file=sys.stderr)
-        return 1
+    result = fetch(args.source, Path(args.out), options)
     total = sum(entry.size for entry in result.manifest.files)
     state = "up to date" if result.up_to_date else f"written in {time.monotonic() - started:.1f} s"
     print(f"{result.out}: {state} ({result.manifest.name}, {len(result.manifest.files)} files, {total / 1e6:.1f} MB)")

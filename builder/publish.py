@@ -8,11 +8,10 @@ sets the prefix's storage tiers as a bucket lifecycle rule.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from builder.errors import BuilderError, SourceError
+from builder.errors import SourceError
 from builder.manifest import check_files
 from builder.storage import Tiers, UploadResult, make_client, set_lifecycle, upload_folder
 from core.errors import ManifestError
@@ -41,17 +40,13 @@ def publish(
 
 def _command(args: argparse.Namespace) -> int:
     tiers = None if args.no_tiers else Tiers(args.ia_days, args.archive_days, args.archive_class)
-    try:
-        result, rule = publish(
-            Path(args.model_dir),
-            args.uri,
-            tiers=tiers,
-            client=make_client(args.endpoint_url),
-            require_manifest=not args.allow_no_manifest,
-        )
-    except BuilderError as exc:
-        print(f"publish: {exc}", file=sys.stderr)
-        return 1
+    result, rule = publish(
+        Path(args.model_dir),
+        args.uri,
+        tiers=tiers,
+        client=make_client(args.endpoint_url),
+        require_manifest=not args.allow_no_manifest,
+    )
     print(f"publish: {len(result.uploaded)} uploaded, {len(result.skipped)} unchanged -> {args.uri}")
     if rule is not None:
         steps = ", ".join(f"{t['StorageClass']} after {t['Days']} days" for t in rule["Transitions"])

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -142,11 +141,7 @@ def quantize(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _command(args: argparse.Namespace) -> int:
-    try:
-        report = quantize(args)
-    except BuilderError as exc:
-        print(f"quantize: {exc}", file=sys.stderr)
-        return 1
+    report = quantize(args)
     print(f"quantize: wrote {args.out}; {summary(report)}")
     return 0
 

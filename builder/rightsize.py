@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.errors import BuilderError, SourceError
+from builder.errors import SourceError
 
 GB = 1e9
 OVERHEAD_FIXED = 1.0 * GB
@@ -178,22 +177,18 @@ def _command(args: argparse.Namespace) -> int:
     config_path = path / "config.json" if path.is_dir() else path
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
-        table = load_prices(Path(args.prices) if args.prices else None)
-        result = estimate(
-            config,
-            list(table.gpus),
-            max_model_len=args.max_model_len,
-            seqs=args.seqs,
-            gpu_memory_utilization=args.gpu_memory_utilization,
-            dtype=args.dtype,
-            group_size=args.group_size,
-        )
     except (OSError, json.JSONDecodeError) as exc:
-        print(f"right-size: cannot read {config_path}: {exc}", file=sys.stderr)
-        return 1
-    except BuilderError as exc:
-        print(f"right-size: {exc}", file=sys.stderr)
-        return 1
+        raise SourceError(f"right-size: cannot read {config_path}: {exc}") from exc
+    table = load_prices(Path(args.prices) if args.prices else None)
+    result = estimate(
+        config,
+        list(table.gpus),
+        max_model_len=args.max_model_len,
+        seqs=args.seqs,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        dtype=args.dtype,
+        group_size=args.group_size,
+    )
     print(json.dumps(asdict(result), indent=2) if args.json else format_estimate(result, args.max_model_len, args.seqs))
     return 0
 

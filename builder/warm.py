@@ -17,12 +17,13 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from builder.errors import BuilderError, SourceError
+from builder.errors import SourceError
+from core.cli import USAGE
+from core.cli import report as report_error
 
 
 async def warm(model_dir: Path, env: Mapping[str, str]) -> dict[str, Any]:
@@ -52,13 +53,9 @@ async def warm(model_dir: Path, env: Mapping[str, str]) -> dict[str, Any]:
 def _run(args: argparse.Namespace) -> int:
     folder = Path(args.model_dir)
     if not (folder / "config.json").is_file():
-        print(f"builder warm: {folder} is not a model folder (no config.json)", file=sys.stderr)
-        return 2
-    try:
-        report = asyncio.run(warm(folder, os.environ))
-    except BuilderError as exc:
-        print(f"builder warm: {exc}", file=sys.stderr)
-        return 1
+        report_error(SourceError(f"{folder} is not a model folder (no config.json)"))
+        return USAGE
+    report = asyncio.run(warm(folder, os.environ))
     print(json.dumps(report))
     return 0
 
