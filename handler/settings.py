@@ -75,6 +75,12 @@ class Settings(BaseModel):
     engine_max_start_failures: int = Field(
         3, ge=1, description="Consecutive start failures before the worker asks RunPod to replace it."
     )
+    engine_compile: Literal["auto", "compiled", "eager"] = Field(
+        "auto",
+        description="compiled: vLLM's torch.compile (and CUDA graphs on GPU), from the kept cache when there is "
+        "one; eager: --enforce-eager, nothing compiled; auto: eager on CPU (the cheapest cold start for the same "
+        "serving speed there, README), compiled on GPU.",
+    )
     engine_cache_dir: str = Field(
         "",
         description="vLLM's cache folder (compiled graphs; torch's inductor and Triton caches go inside it); "
@@ -257,6 +263,7 @@ class EngineSettings:
     engine_start_timeout: float
     engine_request_timeout: float
     engine_max_start_failures: int
+    engine_compile: Literal["auto", "compiled", "eager"]
     engine_cache_dir: str
     idle_timeout: float
 

@@ -2,7 +2,8 @@
 
     baseline  the usual worker's shape (the popular RunPod vLLM worker): the engine
               started before the worker takes a job, no cache, vLLM's default
-              start-up (compiled, no compile cache kept from an earlier container)
+              start-up (compiled, no compile cache kept from an earlier container,
+              and on CPU vLLM's own process layout)
     frugal    this worker's defaults
 
 `--config NAME KEY=VALUE ...` adds or changes one: NAME is a preset to change or a
@@ -53,7 +54,13 @@ class ReplayConfig:
 PRESETS: dict[str, ReplayConfig] = {
     "baseline": ReplayConfig(
         "baseline",
-        {"ENGINE_START": "boot", "CACHE_ENABLED": "false", "VLLM_DISABLE_COMPILE_CACHE": "1"},
+        {
+            "ENGINE_START": "boot",
+            "CACHE_ENABLED": "false",
+            "VLLM_DISABLE_COMPILE_CACHE": "1",
+            "ENGINE_COMPILE": "compiled",  # vLLM's default start-up and, on CPU, its three processes
+            "ENGINE_EXTRA_ARGS": "--distributed-executor-backend mp",
+        },
     ),
     "frugal": ReplayConfig("frugal"),
 }
