@@ -40,9 +40,9 @@ def resolve_dtype(settings: EngineSettings, device: str) -> str:
 
 
 def resolve_compile(settings: EngineSettings, device: str) -> str:
-    """compiled or eager. auto: eager on CPU, where it starts in about half the time of a compile loaded
-    from the kept cache and serves as fast (README, bench/cold_start_bench.py); compiled on GPU, where
-    CUDA graphs serve decode much faster than eager."""
+    """compiled or eager. auto: eager on CPU, the quickest start (SmolLM2: 25 s; compiled from the kept
+    cache 29 s, from none 87 s) at vLLM's compiled serving speed (README, bench/cold_start_bench.py);
+    compiled on GPU, where CUDA graphs serve decode much faster than eager."""
     if settings.engine_compile != "auto":
         return settings.engine_compile
     return "eager" if device == "cpu" else "compiled"
@@ -53,8 +53,8 @@ def one_engine_process(settings: EngineSettings, device: str) -> bool:
 
     vLLM's CPU build runs an API server, an engine core and a model worker, each a spawned process
     that imports torch (6-7 s each on 2 cores); its uni executor, kept only with
-    VLLM_ENABLE_V1_MULTIPROCESSING=0, saves the third and the hand-off between them (measured: 7 s
-    less to /health, 1.13x the tokens/s on 2 cores). Not on GPU (one GPU already runs uni), nor
+    VLLM_ENABLE_V1_MULTIPROCESSING=0, saves the third and the hand-off between them (measured on 2
+    cores: 5-7 s less to /health; compiled, 1.13-1.21x the tokens/s). Not on GPU (one GPU already runs uni), nor
     with tensor parallelism or an executor named in ENGINE_EXTRA_ARGS.
     """
     return (
