@@ -178,7 +178,7 @@ def _command(args: argparse.Namespace) -> int:
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise SourceError(f"right-size: cannot read {config_path}: {exc}") from exc
+        raise SourceError(f"cannot read {config_path}: {exc}") from exc
     table = load_prices(Path(args.prices) if args.prices else None)
     result = estimate(
         config,

@@ -53,9 +53,9 @@ def one_engine_process(settings: EngineSettings, device: str) -> bool:
 
     vLLM's CPU build runs an API server, an engine core and a model worker, each a spawned process
     that imports torch (6-7 s each on 2 cores); its uni executor, kept only with
-    VLLM_ENABLE_V1_MULTIPROCESSING=0, saves the third and the hand-off between them (measured on 2
-    cores: 5-7 s less to /health; compiled, 1.13-1.21x the tokens/s). Not on GPU (one GPU already runs uni), nor
-    with tensor parallelism or an executor named in ENGINE_EXTRA_ARGS.
+    VLLM_ENABLE_V1_MULTIPROCESSING=0, saves the third and the hand-off between them (measured on
+    2 cores: 5-7 s less to /health; compiled, 1.13-1.21x the tokens/s). Not on GPU (one GPU
+    already runs uni), nor with tensor parallelism or an executor named in ENGINE_EXTRA_ARGS.
     """
     return (
         device == "cpu"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,13 +29,13 @@ from tests.engine_support import require_model, worker_env
 def test_a_worker_points_vllm_at_the_models_kept_cache(tmp_path: Path) -> None:
     (tmp_path / "vllm-cache").mkdir()
     model = resolve_model(load_settings({"MODEL_NAME": str(tmp_path)}).model)
-    env = engine_env(load_settings({"MODEL_NAME": str(tmp_path)}).engine, "cpu", {}, model)
+    settings = load_settings({"MODEL_NAME": str(tmp_path)})
+    env = engine_env(settings.engine, "cpu", {}, model)
     assert env["VLLM_CACHE_ROOT"] == str(tmp_path / "vllm-cache")
     assert env["VLLM_USE_AOT_COMPILE"] == "0"  # the AOT artifacts never loaded on a restart
     # torch's own compile caches (all the CPU build compiles) are kept in the same folder
     assert env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "vllm-cache" / "torchinductor")
     assert env["TRITON_CACHE_DIR"] == str(tmp_path / "vllm-cache" / "triton")
-    settings = load_settings({"MODEL_NAME": str(tmp_path)})
     mine = engine_env(settings.engine, "cpu", {"TORCHINDUCTOR_CACHE_DIR": "/x"}, model)
     assert mine["TORCHINDUCTOR_CACHE_DIR"] == "/x"  # the user's own setting stands
     chosen = load_settings({"MODEL_NAME": str(tmp_path), "ENGINE_CACHE_DIR": "/runpod-volume/vllm"})
@@ -86,17 +87,21 @@ def test_a_new_container_compiles_nothing_from_the_kept_cache(tmp_path: Path) ->
     container = tmp_path / "container-model"  # a new container: the image's folder, copied elsewhere
     shutil.copytree(image, container)
     settings = load_settings({**env, "MODEL_NAME": str(container)})
-    engine = EngineManager(settings.engine, resolve_model(settings.model), env=env)
+    # its own empty /tmp (a short path: vLLM binds its sockets there): a graph compiled anyway would land in it
+    with tempfile.TemporaryDirectory(prefix="ct") as fresh:
+        engine = EngineManager(settings.engine, resolve_model(settings.model), env={**env, "TMPDIR": fresh})
 
-    async def start() -> None:
-        try:
-            await engine.ensure_started()
-        finally:
-            await engine.aclose()
+        async def start() -> None:
+            try:
+                await engine.ensure_started()
+            finally:
+                await engine.aclose()
 
-    asyncio.run(start())
-    assert engine.last_start_phases["total_s"] > 0
-    assert _compiled_graphs(container) == compiled  # every graph loaded from the kept cache; none compiled
+        asyncio.run(start())
+        assert engine.last_start_phases["total_s"] > 0
+        assert _compiled_graphs(container) == compiled  # every graph loaded from the kept cache; none compiled
+        compiled_anyway = [p for p in Path(fresh).glob("torchinductor_*/fxgraph/**/*") if p.is_file()]
+        assert not compiled_anyway, "the new container compiled its graphs again, in /tmp"
 
 
 def test_the_builder_runs_without_the_worker_package(tmp_path: Path) -> None:
