@@ -121,8 +121,17 @@ class Settings(BaseModel):
     )
 
     # --- budget ------------------------------------------------------------
-    gpu_type: str = Field("", description="RunPod GPU id, for the hourly rate from the price table.")
-    gpu_hourly_rate: float = Field(0.0, ge=0, description="USD per worker hour; 0: from GPU_TYPE's price.")
+    gpu_type: str = Field(
+        "",
+        description="RunPod GPU id priced from the price table (per GPU, times TENSOR_PARALLEL_SIZE) when "
+        "nvidia-smi names no GPU the table knows (a GPU it names wins).",
+    )
+    gpu_hourly_rate: float = Field(
+        0.0,
+        ge=0,
+        description="USD per worker-hour, all its GPUs (not multiplied by TENSOR_PARALLEL_SIZE); wins over the "
+        "price table; 0: the detected GPU's or GPU_TYPE's price.",
+    )
     daily_budget_usd: float = Field(0.0, ge=0, description="Shared daily budget; 0: no limit.")
     budget_timezone: str = Field("UTC", description="Time zone of the budget day.")
     budget_alert_threshold: float = Field(0.8, gt=0, le=1, description="Fraction of the budget that fires the alert.")
