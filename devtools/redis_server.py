@@ -3,7 +3,9 @@
 `existing_or_new()` answers with REDIS_URL when a server answers there, else
 starts a private ``redis-server --port <free> --save '' --appendonly no`` and
 stops it afterwards. `RedisServer` can be stopped and started again on the same
-port, for outage tests; given `make_certs`' files it serves TLS only (`rediss://`).
+port, for outage tests; given `make_certs`' files it serves TLS only (`rediss://`);
+`extra` passes more redis-server arguments (``["--maxmemory", "8mb"]``,
+``["--rename-command", "CONFIG", ""]``).
 `RedisClusterNodes` starts a Redis Cluster of three primaries on this machine
 (`redis+cluster://`).
 """
@@ -17,7 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,7 +97,13 @@ class RedisServer:
     """A private redis-server on 127.0.0.1 with no persistence (TLS only, given `certs`)."""
 
     def __init__(
-        self, port: int | None = None, *, data_dir: str | None = None, password: str = "", certs: Certs | None = None
+        self,
+        port: int | None = None,
+        *,
+        data_dir: str | None = None,
+        password: str = "",
+        certs: Certs | None = None,
+        extra: Sequence[str] = (),
     ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
@@ -110,7 +118,7 @@ class RedisServer:
         else:  # the client checks the server's certificate against the test CA, and its name
             self.url = f"rediss://{auth}localhost:{self.port}/0?ssl_ca_certs={certs.ca}"
         self.data_dir = data_dir  # set: `stop(save=True)` keeps the data for the next start
-        self.extra: list[str] = []  # more redis-server arguments
+        self.extra: list[str] = list(extra)  # more redis-server arguments
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RedisServer:

@@ -3,6 +3,7 @@
     base          CacheStore and BudgetLedger: the two interfaces; Store: a backend with both
     redis_store   RedisStore: one Redis server, TLS, or a Redis Cluster (Lua scripts in `lua`)
     embedded      EmbeddedStore: in process, for one worker (REDIS_URL empty)
+    safety        check_budget_keys_safe: refuses a Redis that may evict the budget's keys
 
 An unreachable Redis, or one that refuses an operation, raises `StoreUnavailable`
 (never a redis-py exception).

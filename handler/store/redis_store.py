@@ -24,7 +24,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, RedisClusterException, RedisError
+from redis.exceptions import ReadOnlyError, RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from handler.errors import ConfigError, StoreUnavailable
@@ -40,6 +40,10 @@ COMMAND_TIMEOUT_S = 2.0
 POOL_WAIT_S = 10.0  # a job waits this long for a free connection when all are busy
 RETRY_AFTER_S = 0.25  # after a failure, answer "unavailable" at once for this long
 REFUSAL_LOG_EVERY_S = 60.0
+# The eviction policies under which a full Redis never evicts the budget's keys: noeviction evicts
+# nothing (writes fail instead), volatile-ttl evicts the keys nearest their expiry first, the cache's
+# entries and locks (CACHE_TTL, a day by default) before the budget's (three to 400 days).
+SAFE_EVICTION_POLICIES = ("noeviction", "volatile-ttl")
 
 
 def _outcome(values: list[Any]) -> BudgetOutcome:
@@ -239,8 +243,66 @@ class RedisStore(Store):
     async def budget_read(self, keys: BudgetKeys) -> BudgetCounts:
         return _outcome(await self._call("budget read", self._read(keys=keys.all(), args=[]))).counts
 
+    async def eviction_risk(self) -> str | None:
+        """Whether a full Redis may evict the daily budget's keys (they carry TTLs, so every policy
+        but noeviction and volatile-ttl may pick them) and erase the day's spend.
+
+        None when they are safe (`maxmemory` 0, or `maxmemory-policy` in SAFE_EVICTION_POLICIES on
+        the server, or on every primary of a cluster); else a message naming each policy and server.
+        When the server refuses CONFIG (managed services rename or forbid it) it returns None and logs
+        one warning saying what to set. Raises StoreUnavailable when Redis cannot be reached.
+        """
+        try:
+            configs = await self._memory_configs()
+        except ResponseError as exc:  # an unknown (renamed) command, or NOPERM from an ACL
+            log.warning(
+                "Redis at %s refused CONFIG GET (%s: %s): could not check that a full Redis keeps the daily "
+                "budget's keys; make sure its maxmemory-policy is noeviction or volatile-ttl (or maxmemory is 0), "
+                "else cache writes can evict the day's spend and erase DAILY_BUDGET_USD",
+                self.url,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+        except (RedisError, RedisClusterException, OSError) as exc:  # unreachable
+            raise StoreUnavailable(
+                f"Redis at {self.url} did not answer CONFIG GET: {type(exc).__name__}: {exc}"
+            ) from exc
+        risky = []
+        for server, config in configs:
+            maxmemory = int(config.get("maxmemory") or 0)
+            policy = config.get("maxmemory-policy") or "noeviction"
+            if maxmemory > 0 and policy not in SAFE_EVICTION_POLICIES:
+                risky.append(f"Redis at {server} has maxmemory-policy {policy} with maxmemory {maxmemory} bytes")
+        if not risky:
+            return None
+        return (
+            "; ".join(risky) + ": once full it evicts keys to make room for cache writes, the daily budget's among "
+            "them, and the day's spend then reads 0 (the cap is erased)"
+        )
+
+    async def _memory_configs(self) -> list[tuple[str, dict[str, str]]]:
+        """(server, its `maxmemory*` settings) for the server, or for each primary of a cluster."""
+        if not self.cluster:
+            return [(self.url, _text(await self._redis.config_get("maxmemory*")))]
+        await self._discover()
+        configs = []
+        for node in self._redis.get_primaries():
+            reply = await self._redis.config_get("maxmemory*", target_nodes=node)
+            configs.append((f"{node.host}:{node.port}", _text(reply)))
+        return configs
+
     async def ping(self) -> None:
         await self._call("PING", self._redis.ping())
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def _text(config: Mapping[Any, Any]) -> dict[str, str]:
+    """A CONFIG GET reply as text (redis-py decodes it already; bytes are tolerated)."""
+    return {_decoded(name): _decoded(value) for name, value in config.items()}
+
+
+def _decoded(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
