@@ -2,7 +2,8 @@
 
 Against real sockets: `Scripted`, a small aiohttp server that answers each
 POST /run as its script says (a 500, a dropped connection after reading the
-body, a body that is not JSON, a 429) and counts what arrives; a port nothing
+body, a body that is not JSON, a 429, no answer at all after reading the body)
+and counts what arrives; a port nothing
 listens on for refused connections; and the local RunPod platform
 (devtools.platform), which checks a job's policy against RunPod's bounds.
 Every test runs the sync client (in a thread) and the async client.
@@ -50,7 +51,7 @@ VALIDATION_ERROR = {"type": "validation_error", "message": "prompt is empty", "f
 class Script:
     """How one endpoint behaves. `run`: the answers to the first POSTs to /run, in order ("ok" after)."""
 
-    run: list[str] = field(default_factory=list)  # "ok", "429", "500", "drop", "not_json", "no_id"
+    run: list[str] = field(default_factory=list)  # "ok", "429", "500", "drop", "not_json", "no_id", "hang"
     poll: str = "COMPLETED"  # the job's status until a cancel arrives
     at_cancel: str = "CANCELLED"  # its status once a cancel arrives (a job that finished first: FAILED, COMPLETED)
     error: Any = None  # the job's `error` when FAILED
@@ -74,6 +75,7 @@ class Scripted:
         self.jobs: dict[str, Job] = {}
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
+        self._release = asyncio.Event()  # set at stop: the "hang" answers end (their clients are gone)
         self.url = ""
 
     def posts(self, endpoint_id: str) -> int:
@@ -96,6 +98,7 @@ class Scripted:
         return self.url
 
     async def stop(self) -> None:
+        self._release.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -113,6 +116,9 @@ class Scripted:
             assert request.transport is not None
             request.transport.abort()  # close the socket with no answer at all
             return web.Response(status=500)  # never reaches the client
+        if answer == "hang":  # the body arrived (the job is queued); the answer never comes
+            await self._release.wait()
+            return web.Response(status=500)  # at stop, to a client that gave up long ago
         if answer == "not_json":
             return web.Response(text="<html>queued</html>", content_type="text/html")
         if answer == "no_id":
@@ -164,20 +170,19 @@ async def run(
     policy: Policy = FAST,
     sync_sleep: Callable[[float], None] = time.sleep,
     async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    request_timeout: float = 10.0,
 ) -> FallbackResult:
     """One call through the sync client (in a thread) or the async client, health checks off."""
     breaker = CircuitBreaker(health_interval_s=None)
     if mode == "sync":
-        client = FallbackClient(
-            pair, api=EndpointAPI(f"{url}/v2", API_KEY), policy=policy, breaker=breaker, sleep=sync_sleep
-        )
+        api = EndpointAPI(f"{url}/v2", API_KEY, request_timeout=request_timeout)
+        client = FallbackClient(pair, api=api, policy=policy, breaker=breaker, sleep=sync_sleep)
         try:
             return await asyncio.to_thread(client.run_sync, job)
         finally:
             client.close()
-    aclient = AsyncFallbackClient(
-        pair, api=AsyncEndpointAPI(f"{url}/v2", API_KEY), policy=policy, breaker=breaker, sleep=async_sleep
-    )
+    aapi = AsyncEndpointAPI(f"{url}/v2", API_KEY, request_timeout=request_timeout)
+    aclient = AsyncFallbackClient(pair, api=aapi, policy=policy, breaker=breaker, sleep=async_sleep)
     try:
         return await aclient.run_sync(job)
     finally:
@@ -194,6 +199,31 @@ async def test_a_submit_lost_after_the_body_arrived_is_never_resent(scripted: Sc
     assert (result.tier, result.output) == ("on_demand", {"echo": {"prompt": "hi"}})
     assert [(a.tier, a.outcome) for a in result.attempts] == [("spot", "submit_unknown"), ("on_demand", "served")]
     assert result.attempts[0].job_id is None
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_submit_whose_answer_timed_out_is_never_resent(scripted: Scripted, mode: str) -> None:
+    """The server reads the whole POST /run and never answers: httpx's ReadTimeout is not "never arrived"."""
+    scripted.scripts["spot"] = Script(run=["hang"])  # a resent POST would be answered "ok" and served on spot
+    pair = TierPair(spot=EndpointSpec("spot", timeout_s=10.0, max_attempts=3), on_demand=EndpointSpec("ondemand", 10.0))
+    started = time.monotonic()
+    result = await run(mode, scripted.url, {"prompt": "hi"}, pair=pair, request_timeout=1.0)
+    assert scripted.posts("spot") == 1  # a second POST could have queued (and billed) a second spot job
+    assert (result.tier, result.output) == ("on_demand", {"echo": {"prompt": "hi"}})
+    assert [(a.tier, a.outcome) for a in result.attempts] == [("spot", "submit_unknown"), ("on_demand", "served")]
+    assert "ReadTimeout" in result.attempts[0].message and result.attempts[0].job_id is None
+    assert 1.0 <= time.monotonic() - started < 9.0  # the client gave up at its request timeout, not the tier's
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_timed_out_submit_on_the_last_tier_is_not_resent_either(scripted: Scripted, mode: str) -> None:
+    scripted.scripts["spot"] = Script(run=["500"])
+    scripted.scripts["ondemand"] = Script(run=["hang"] * 3)  # every try hangs: a resend shows in the count
+    pair = TierPair(spot=EndpointSpec("spot", 10.0), on_demand=EndpointSpec("ondemand", 10.0, max_attempts=3))
+    with pytest.raises(AllTiersFailed) as info:
+        await run(mode, scripted.url, {"prompt": "hi"}, pair=pair, request_timeout=1.0)
+    assert (scripted.posts("spot"), scripted.posts("ondemand")) == (1, 1)
+    assert info.value.on_demand.reason == FailureReason.SUBMIT_UNKNOWN and "ReadTimeout" in info.value.on_demand.message
 
 
 @pytest.mark.parametrize("mode", MODES)
