@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from core.contract import parse_single
+from core.contract import _OPENAI_COUNTS, _OPENAI_PROMPT_LIKE, SamplingParams, parse_single
 from handler.cache_keys import cache_key, is_cacheable
 from handler.settings import load_settings
 
@@ -56,7 +56,29 @@ def test_each_sampling_parameter_changes_the_key(name: str) -> None:
 
 
 def test_every_parameter_of_the_body_is_covered() -> None:
-    assert set(CHANGED) == set(BODY)
+    """The tables above name the contract's own parameters: one it adds fails here until it is tested."""
+    contract = {"prompt", *SamplingParams.model_fields}
+    assert set(BODY) == contract, set(BODY) ^ contract
+    assert set(CHANGED) == contract, set(CHANGED) ^ contract
+    settings = load_settings({})
+    parsed = parse_single({"prompt": BODY["prompt"], "sampling_params": {"temperature": 0}}, settings.limits)
+    assert set(parsed.body) == contract  # and the body the contract makes carries exactly them
+
+
+OPENAI_EXTRAS = sorted({*_OPENAI_COUNTS, *_OPENAI_PROMPT_LIKE})  # the contract's list, passed through to vLLM
+
+
+@pytest.mark.parametrize("route", ["/v1/completions", "/v1/chat/completions"])
+@pytest.mark.parametrize("name", OPENAI_EXTRAS)
+def test_each_openai_extra_the_contract_passes_changes_the_key(route: str, name: str) -> None:
+    """Every field the contract lets through to vLLM beside the sampling parameters is in the key."""
+    limits = load_settings({}).limits
+    shape = {"prompt": "hi"} if route == "/v1/completions" else {"messages": [{"role": "user", "content": "hi"}]}
+    plain = parse_single({"openai_route": route, "openai_input": {**shape, "temperature": 0}}, limits)
+    value = 2 if name in _OPENAI_COUNTS else "x"
+    extra = parse_single({"openai_route": route, "openai_input": {**shape, "temperature": 0, name: value}}, limits)
+    assert extra.body[name] == value  # passed through as given
+    assert key(extra.body, route=route) != key(plain.body, route=route)
 
 
 @pytest.mark.parametrize(
