@@ -13,14 +13,21 @@ plus ``"stream": true``, ``"cache": {"bypass"|"refresh"|"ttl"}`` and
 OpenAI server receives, with every sampling parameter filled in (so the cache
 key sees an omitted value and its explicit default alike). Bad input raises
 `InputError` naming the field; each part reports it in its own terms.
+
+Each request also bounds its own work, for the budget's reservations: the
+sequences the engine generates (`EngineRequest.completions`: every prompt of a
+completions list, times `n` or `best_of`) and its prompt tokens
+(`EngineRequest.prompt_tokens_max`: every text that reaches the prompt, counted
+in UTF-8 bytes, plus the chat template's own tokens). `max_prompt_chars` limits
+all of that text, not only the prompt or the messages' contents.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import InputError
@@ -35,7 +42,41 @@ MAX_STOP_CHARS = 256
 MAX_LOGPROBS = 20
 # OpenAI fields that are not sampling parameters but change the work: checked here, passed through
 _OPENAI_COUNTS = {"best_of": (1, 16), "logprobs": (0, MAX_LOGPROBS), "top_logprobs": (0, MAX_LOGPROBS)}
-_OPENAI_PROMPT_LIKE = ("tools", "functions", "response_format", "suffix")
+# OpenAI/vLLM request fields whose text reaches the prompt (through the chat template: tools, documents,
+# the template's kwargs, a named tool choice, the reasoning effort; a completion's suffix) or
+# is compiled beside it (formats and guided decoding): limited and counted with the prompt
+_OPENAI_PROMPT_LIKE = (
+    "tools",
+    "functions",
+    "tool_choice",
+    "documents",
+    "chat_template_kwargs",
+    "reasoning_effort",
+    "response_format",
+    "structured_outputs",
+    "guided_json",
+    "guided_regex",
+    "guided_choice",
+    "guided_grammar",
+    "structural_tag",
+    "suffix",
+)
+# fields that would make the prompt unbounded: refused (vLLM refuses both too, as this worker starts it)
+_OPENAI_REFUSED = {
+    "chat_template": "a request's own chat template is not accepted (it can make a prompt of any size); "
+    "the model's template is used",
+    "prompt_embeds": "prompt embeddings are not accepted (the engine is not started for them)",
+}
+# Prompt-size bounds (`EngineRequest.prompt_tokens_max`): a chat template's own tokens around one
+# message (role, delimiters, the separators vLLM puts between content parts aside) and per prompt
+# (BOS, the generation prompt, a default system prompt: SmolLM2's adds 26 tokens to a lone message)
+TEMPLATE_TOKENS_PER_MESSAGE = 16
+TEMPLATE_TOKENS_PER_REQUEST = 64
+# A template writes a structure (tools, tool-call arguments, documents) as JSON, at most this indented
+# (Llama 3.1's template: `tools | tojson(indent=4)`); indented JSON is longer than its compact form
+TEMPLATE_JSON_INDENT = 4
+# roles whose name the per-message allowance covers; any other role's name counts as prompt text
+_TEMPLATE_ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function"})
 
 
 @dataclass(frozen=True)
@@ -45,8 +86,8 @@ class JobLimits:
 
     default_max_tokens: int
     max_tokens_limit: int
-    max_prompt_chars: int
-    max_batch_size: int
+    max_prompt_chars: int  # all the text that reaches the prompt, every prompt of a list together
+    max_batch_size: int  # items of a batch job, and prompts of a completions list
     max_cost_usd_per_job: float  # 0: no cap unless the job sets max_cost_usd
 
 
@@ -127,9 +168,17 @@ class EngineRequest:
         return int(self.body.get("max_tokens") or 0)
 
     @property
+    def prompts(self) -> int:
+        """The prompts the engine runs: each prompt of a completions list (of strings or of token-id
+        lists), else 1 (a string, one token-id list, a chat)."""
+        return _prompt_count(self.body.get("prompt")) if self.route == COMPLETIONS_ROUTE else 1
+
+    @property
     def completions(self) -> int:
-        """Answers asked for (`n`): each may run to `max_tokens`."""
-        return max(1, int(self.body.get("n") or 1))
+        """The sequences the engine generates, each of which may run to `max_tokens`: every prompt
+        times max(`n`, `best_of`) (vLLM samples `best_of` and returns the best `n`)."""
+        per_prompt = max(1, int(self.body.get("n") or 1), int(self.body.get("best_of") or 1))
+        return self.prompts * per_prompt
 
     @property
     def prompt_texts(self) -> list[str]:
@@ -138,7 +187,39 @@ class EngineRequest:
 
     @property
     def prompt_chars(self) -> int:
-        return sum(len(text) for text in self.prompt_texts)
+        """Characters of all the text that reaches the prompt (what `max_prompt_chars` limits): the
+        prompts (a token id counts one), the messages (contents, names, tool calls...) and the
+        prompt-like fields (tools, documents, template kwargs...), structures as compact JSON."""
+        return sum(size.chars for size in _prompt_sizes(self.route, self.body).values())
+
+    @property
+    def prompt_tokens_max(self) -> int:
+        """An upper bound of the request's prompt tokens, every prompt of a list together.
+
+        Each text that reaches the prompt counts its UTF-8 bytes: the prompts (a token-id list its
+        length), the messages' contents (content parts, plus a separator between parts), names,
+        tool calls and tool-call ids, a role other than the standard ones, and the prompt-like
+        fields (`_OPENAI_PROMPT_LIKE`). A structure counts the bytes of its JSON indented by
+        TEMPLATE_JSON_INDENT, as a template may write it (tool-call arguments also once parsed, as
+        vLLM hands them to the template). On top: TEMPLATE_TOKENS_PER_MESSAGE per message and
+        TEMPLATE_TOKENS_PER_REQUEST per prompt, and the request-level fields once per prompt.
+
+        Why bytes bound tokens: a byte-level BPE vocabulary (GPT-2's, SmolLM2's, Llama 3's, Qwen's)
+        holds every one of the 256 bytes and each merge joins two symbols into one, so a text never
+        takes more tokens than its bytes; a SentencePiece vocabulary with byte fallback (Llama 2,
+        Mistral) writes a character it lacks as one token per UTF-8 byte and one it holds as a single
+        token (a vocabulary without fallback: one unknown token). Characters do not bound tokens:
+        SmolLM2 gives Chinese 0.5 characters per token and emoji 0.3. It assumes no normaliser that
+        lengthens text (NFKC): none of those tokenizers has one.
+
+        Deliberately loose for English (about 4 bytes a token, so about 4 times the real count) and
+        for short prompts (the template allowance): it is a reservation, settled on the usage."""
+        sizes = _prompt_sizes(self.route, self.body)
+        own = sizes.pop("messages" if self.route == CHAT_ROUTE else "prompt", _Size())
+        messages = self.body.get("messages")
+        template = TEMPLATE_TOKENS_PER_MESSAGE * len(messages) if isinstance(messages, list) else 0
+        per_prompt = TEMPLATE_TOKENS_PER_REQUEST + sum(size.tokens for size in sizes.values())
+        return own.tokens + template + self.prompts * per_prompt
 
 
 @dataclass(frozen=True)
@@ -171,11 +252,29 @@ def _check_limits(req: EngineRequest, limits: JobLimits, prefix: str, params_pre
     if "max_tokens" in body and body["max_tokens"] > limits.max_tokens_limit:
         where = f"{params_prefix}max_tokens"
         raise InputError(f"{where}: {body['max_tokens']} is over the limit of {limits.max_tokens_limit}", field=where)
-    text = body.get("prompt") if "prompt" in body else body.get("messages")
-    size = _prompt_chars(text)
-    if size > limits.max_prompt_chars:
-        where = f"{prefix}{'prompt' if 'prompt' in body else 'messages'}"
-        raise InputError(f"{where}: {size} characters is over the limit of {limits.max_prompt_chars}", field=where)
+    if req.prompts > limits.max_batch_size:
+        where = f"{prefix}prompt"
+        raise InputError(f"{where}: {req.prompts} prompts is over the limit of {limits.max_batch_size}", field=where)
+    try:
+        sizes = _prompt_sizes(req.route, body)
+    except RecursionError:
+        where = prefix.rstrip(".") or "input"
+        raise InputError(f"{where}: nested too deeply", field=where) from None
+    counted = {name: size.chars for name, size in sizes.items() if size.chars}
+    total = sum(counted.values())
+    if total > limits.max_prompt_chars:
+        name = max(counted, key=lambda n: counted[n])
+        where = f"{prefix}{name}"
+        if len(counted) == 1:
+            together = f" (its {req.prompts} prompts together)" if req.prompts > 1 else ""
+            message = f"{total} characters{together} is over the limit of {limits.max_prompt_chars}"
+        else:
+            parts = ", ".join(f"{n} {chars}" for n, chars in counted.items())
+            message = (
+                f"the text that reaches the prompt is {total} characters ({parts}), over the limit of "
+                f"{limits.max_prompt_chars}"
+            )
+        raise InputError(f"{where}: {message}", field=where)
     return req
 
 
@@ -192,8 +291,140 @@ def _texts(value: Any) -> list[str]:
     return [str(value)]
 
 
-def _prompt_chars(value: Any) -> int:
-    return sum(len(text) for text in _texts(value))
+@dataclass(frozen=True)
+class _Size:
+    """A text's size: its characters (`max_prompt_chars`) and a bound of its tokens (UTF-8 bytes)."""
+
+    chars: int = 0
+    tokens: int = 0
+
+    def __add__(self, other: _Size) -> _Size:
+        return _Size(self.chars + other.chars, self.tokens + other.tokens)
+
+
+def _utf8(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))  # JSON may carry a lone surrogate: 3 bytes
+
+
+def _text_size(text: str) -> _Size:
+    return _Size(len(text), _utf8(text))
+
+
+def _json_size(value: Any) -> _Size:
+    """A structure: its compact JSON's characters; the bytes of its JSON as a template writes it
+    (transformers' `tojson`: non-ASCII kept, at most TEMPLATE_JSON_INDENT indented, which is longer
+    than its `", "`/`": "` form and than Python's repr)."""
+    compact = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    wide = json.dumps(value, ensure_ascii=False, indent=TEMPLATE_JSON_INDENT, default=str)
+    return _Size(len(compact), _utf8(wide))
+
+
+def _value_size(value: Any) -> _Size:
+    return _text_size(value) if isinstance(value, str) else _json_size(value)
+
+
+def _is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_token_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(_is_token(t) for t in value)
+
+
+def _prompt_count(prompt: Any) -> int:
+    """A list of strings or of token-id lists is that many prompts; anything else one."""
+    if isinstance(prompt, list) and prompt and not _is_token_list(prompt):
+        return len(prompt)
+    return 1
+
+
+def _prompt_size(prompt: Any) -> _Size:
+    """A completions prompt: a string, a token-id list (an id counts one), or a list of those."""
+    if prompt is None:
+        return _Size()
+    if isinstance(prompt, str):
+        return _text_size(prompt)
+    if _is_token_list(prompt):
+        return _Size(len(prompt), len(prompt))
+    if isinstance(prompt, list):
+        return sum((_prompt_size(p) for p in prompt), _Size())
+    return _json_size(prompt)
+
+
+def _content_size(content: Any) -> _Size:
+    """A message's content: a string or content parts (vLLM may join text parts with a newline)."""
+    if content is None:
+        return _Size()
+    if isinstance(content, str):
+        return _text_size(content)
+    if not isinstance(content, list):
+        return _json_size(content)
+    size = _Size(0, max(0, len(content) - 1))
+    for part in content:
+        if isinstance(part, str):
+            size += _text_size(part)
+        elif isinstance(part, dict) and isinstance(part.get("text"), str) and set(part) <= {"type", "text"}:
+            size += _text_size(part["text"])
+        else:
+            size += _json_size(part)  # an image, audio or other part: all of it
+    return size
+
+
+def _tool_calls_size(tool_calls: Any) -> _Size:
+    """Tool calls as sent, and as vLLM hands them to the template (each call's `arguments` string
+    parsed into an object, which a template may write indented): the larger bound."""
+    size = _json_size(tool_calls)
+    if not isinstance(tool_calls, list):
+        return size
+    parsed = [_with_parsed_arguments(call) for call in tool_calls]
+    return _Size(size.chars, max(size.tokens, _json_size(parsed).tokens))
+
+
+def _with_parsed_arguments(call: Any) -> Any:
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("arguments"), str):
+        return call
+    arguments = function["arguments"]
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return call  # vLLM gives the template an empty object
+    return {**call, "function": {**function, "arguments": parsed}}
+
+
+def _message_size(message: Any) -> _Size:
+    """Every field of a message reaches the template: content, name, tool calls, tool-call id,
+    reasoning... (a standard role is in the per-message allowance)."""
+    if not isinstance(message, dict):
+        return _json_size(message)
+    size = _Size()
+    for key, value in message.items():
+        if key == "role" and value in _TEMPLATE_ROLES:
+            continue
+        if key == "content":
+            size += _content_size(value)
+        elif key == "tool_calls":
+            size += _tool_calls_size(value)
+        else:
+            size += _value_size(value)
+    return size
+
+
+def _prompt_sizes(route: str, body: dict[str, Any]) -> dict[str, _Size]:
+    """The size of each body field whose text reaches the prompt, by field name."""
+    sizes: dict[str, _Size] = {}
+    if route == CHAT_ROUTE:
+        messages = body.get("messages")
+        if isinstance(messages, list):
+            sizes["messages"] = sum((_message_size(m) for m in messages), _Size())
+        elif messages is not None:
+            sizes["messages"] = _json_size(messages)
+    elif route == COMPLETIONS_ROUTE:
+        sizes["prompt"] = _prompt_size(body.get("prompt"))
+    for name in _OPENAI_PROMPT_LIKE:
+        if body.get(name) is not None:
+            sizes[name] = _value_size(body[name])
+    return sizes
 
 
 def _sampling_body(params: SamplingParams, limits: JobLimits) -> dict[str, Any]:
@@ -209,13 +440,20 @@ def _openai_body(job: OpenAIJob, limits: JobLimits, prefix: str) -> dict[str, An
     if job.openai_route == MODELS_ROUTE:
         return {}
     needed = "messages" if job.openai_route == CHAT_ROUTE else "prompt"
+    where = f"{prefix}openai_input.{needed}"
     if not body.get(needed):
-        where = f"{prefix}openai_input.{needed}"
         raise InputError(f"{where}: required for {job.openai_route}", field=where)
+    if needed == "messages" and not (isinstance(body[needed], list) and all(isinstance(m, dict) for m in body[needed])):
+        raise InputError(f"{where}: must be a list of message objects", field=where)
+    if needed == "prompt" and not _prompt_shape_ok(body[needed]):
+        raise InputError(
+            f"{where}: must be a string, a list of strings, a list of token ids or a list of token-id lists",
+            field=where,
+        )
     if body.get("stream") is not None and not isinstance(body.get("stream"), bool):
         where = f"{prefix}openai_input.stream"
         raise InputError(f"{where}: must be a boolean", field=where)
-    _check_openai_extras(body, limits, f"{prefix}openai_input.")
+    _check_openai_extras(body, f"{prefix}openai_input.")
     known = set(SamplingParams.model_fields)
     sampling = {k: v for k, v in body.items() if k in known}
     if "max_completion_tokens" in body:
@@ -232,8 +470,18 @@ def _openai_body(job: OpenAIJob, limits: JobLimits, prefix: str) -> dict[str, An
     return body
 
 
-def _check_openai_extras(body: dict[str, Any], limits: JobLimits, prefix: str) -> None:
-    """Limits on what the OpenAI shape passes to vLLM beyond the sampling parameters."""
+def _prompt_shape_ok(prompt: Any) -> bool:
+    """vLLM's completions prompt: a string, a token-id list, or a list of either."""
+    if isinstance(prompt, str) or _is_token_list(prompt):
+        return True
+    if not isinstance(prompt, list) or not prompt:
+        return False
+    return all(isinstance(p, str) for p in prompt) or all(_is_token_list(p) for p in prompt)
+
+
+def _check_openai_extras(body: dict[str, Any], prefix: str) -> None:
+    """Limits on what the OpenAI shape passes to vLLM beyond the sampling parameters (the size of
+    its prompt-like fields is limited with the prompt, in `_check_limits`)."""
     for name, (low, high) in _OPENAI_COUNTS.items():
         value = body.get(name)
         if value is None or (name == "logprobs" and isinstance(value, bool)):
@@ -242,15 +490,14 @@ def _check_openai_extras(body: dict[str, Any], limits: JobLimits, prefix: str) -
             raise InputError(f"{prefix}{name}: must be a whole number from {low} to {high}", field=prefix + name)
     if isinstance(body.get("best_of"), int) and body["best_of"] < int(body.get("n") or 1):
         raise InputError(f"{prefix}best_of: must be at least n", field=f"{prefix}best_of")
-    extra = sum(len(orjson.dumps(body[name])) for name in _OPENAI_PROMPT_LIKE if body.get(name) is not None)
-    prompt = _prompt_chars(body.get("prompt") if "prompt" in body else body.get("messages"))
-    if extra and prompt + extra > limits.max_prompt_chars:
-        where = f"{prefix}{next(n for n in _OPENAI_PROMPT_LIKE if body.get(n) is not None)}"
-        raise InputError(
-            f"{where}: the prompt with its tools and formats is {prompt + extra} characters, over the limit of "
-            f"{limits.max_prompt_chars}",
-            field=where,
-        )
+    kwargs = body.get("chat_template_kwargs")
+    refused = {name: body.get(name) for name in _OPENAI_REFUSED}
+    if isinstance(kwargs, dict):  # vLLM takes a template from the kwargs too
+        refused["chat_template_kwargs.chat_template"] = kwargs.get("chat_template")
+    for name, value in refused.items():
+        if value is not None:
+            reason = _OPENAI_REFUSED[name.rpartition(".")[2]]
+            raise InputError(f"{prefix}{name}: {reason}", field=prefix + name)
 
 
 def parse_single(data: Any, limits: JobLimits, prefix: str = "") -> EngineRequest:
