@@ -1,9 +1,11 @@
 """The budget alert: a warning log line and, when BUDGET_ALERT_WEBHOOK is set, a JSON POST.
 
-The budget decides when (once per day, atomically across workers); this module
-only delivers. A webhook that fails is retried with exponential backoff
-(WEBHOOK_ATTEMPTS tries); a final failure is logged with the alert's figures,
-never raised: the job that crossed the threshold is still answered. The HTTP
+Two alerts, each once per day across all workers: spend reached the threshold
+(`budget_threshold`), and the day's first refusal (`budget_refused`). The budget
+decides when (atomically across workers); this module only delivers. A webhook
+that fails is retried with exponential backoff (WEBHOOK_ATTEMPTS tries); a final
+failure is logged with the alert's figures, never raised: the job that crossed
+the threshold is still answered. The HTTP
 transport is injectable.
 """
 
@@ -42,7 +44,7 @@ class Alerter:
         self.sent: int = 0  # webhook POSTs that succeeded (for tests and the stats line)
 
     async def budget_threshold(self, state: dict[str, Any], threshold: float) -> None:
-        """Announce that today's spend crossed `threshold` (a fraction) of the daily budget."""
+        """Announce that today's spend reached `threshold` (a fraction) of the daily budget."""
         log.warning(
             "budget alert: %.4f USD spent of %.2f USD on %s (%.0f%% threshold crossed)",
             state.get("spent_usd", 0.0),
@@ -50,14 +52,23 @@ class Alerter:
             state.get("day"),
             threshold * 100,
         )
+        await self._post({"event": "budget_threshold", "endpoint_id": self.endpoint_id, "threshold": threshold,
+                          **state})  # fmt: skip
+
+    async def budget_refused(self, state: dict[str, Any]) -> None:
+        """Announce the day's first refusal: a job did not fit under what is left of the budget."""
+        log.warning(
+            "budget alert: first refusal of %s: %.4f USD spent and %.4f USD reserved of %.2f USD",
+            state.get("day"),
+            state.get("spent_usd", 0.0),
+            state.get("reserved_usd", 0.0),
+            state.get("limit_usd") or 0.0,
+        )
+        await self._post({"event": "budget_refused", "endpoint_id": self.endpoint_id, **state})
+
+    async def _post(self, payload: dict[str, Any]) -> None:
         if not self.webhook_url:
             return
-        payload = {
-            "event": "budget_threshold",
-            "endpoint_id": self.endpoint_id,
-            "threshold": threshold,
-            **state,
-        }
         async with httpx.AsyncClient(transport=self._transport, timeout=self._timeout) as client:
             for attempt in range(1, self._attempts + 1):
                 try:

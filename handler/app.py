@@ -22,14 +22,15 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
 
 from core.money import cost_usd
+from handler import pause
 from handler.billing import Meter
-from handler.budget import Budget, BudgetState, ExhaustedHook
+from handler.budget import Budget, BudgetState
 from handler.cache import ResponseCache
 from handler.engine import EngineManager
 from handler.engine_command import answer_fingerprint
@@ -41,11 +42,15 @@ from handler.rates import hourly_rate
 from handler.settings import Settings
 from handler.store import open_store
 from handler.store.base import Store
+from handler.store.safety import check_budget_keys_safe
 from handler.worker import Worker
 
 log = logging.getLogger(__name__)
 
+ExhaustedHook = Callable[[BudgetState, Store], Awaitable[None]]
+
 STOP_HEARTBEAT_S = 10.0  # the last heartbeat (one Redis call) at most this long
+SCALE_DOWN_S = 20.0  # past the limit: the scale-to-zero call at most this long before the worker exits
 DRAIN_SECONDS = 7.0  # SIGTERM: jobs in flight may finish; then stop and settle inside a 10 s grace (Docker's)
 
 
@@ -61,19 +66,28 @@ def process_age_seconds() -> float:
 
 
 def scale_to_zero_hook(settings: Settings) -> ExhaustedHook | None:
-    """With BUDGET_SCALE_TO_ZERO, the budget's exhaustion sets this endpoint's workers to 0."""
-    if not settings.budget_scale_to_zero:
+    """Past the limit, set this endpoint's workers to 0 so RunPod starts no more for queued jobs
+    (BUDGET_SCALE_TO_ZERO; auto: whenever an API key and the endpoint id are given). The workers
+    it had are kept in the store for `python -m handler.resume`, which restores them the next day."""
+    if not settings.scale_to_zero_enabled:
         return None
     if not (settings.runpod_endpoint_id and settings.runpod_api_key):
         raise ConfigError(
             "BUDGET_SCALE_TO_ZERO needs RUNPOD_ENDPOINT_ID and RUNPOD_API_KEY", field="BUDGET_SCALE_TO_ZERO"
         )
 
-    async def hook(state: BudgetState) -> None:
-        from core.endpoints import scale_to_zero
+    async def hook(state: BudgetState, store: Store) -> None:
+        from core.endpoints import get_endpoint, scale_to_zero
 
-        log.warning("daily budget spent (%s): scaling endpoint %s to zero", state.day, settings.runpod_endpoint_id)
-        await asyncio.to_thread(scale_to_zero, settings.runpod_endpoint_id, settings.runpod_api_key)
+        endpoint_id, key = settings.runpod_endpoint_id, settings.runpod_api_key
+        log.warning("daily budget spent (%s): scaling endpoint %s to zero", state.day, endpoint_id)
+        endpoint = await asyncio.to_thread(get_endpoint, endpoint_id, api_key=key)
+        workers = endpoint.get("workers") or {}
+        if int(workers.get("max") or 0) > 0:  # not already paused: remember what to restore
+            await pause.record(store, settings.budget_namespace, pause.Pause(
+                day=state.day, endpoint_id=endpoint_id, workers_min=int(workers.get("min") or 0),
+                workers_max=int(workers.get("max") or 0)))  # fmt: skip
+        await asyncio.to_thread(scale_to_zero, endpoint_id, key)
 
     return hook
 
@@ -124,6 +138,7 @@ class App:
         self._no_jobs.set()
         self._stopping = asyncio.Event()
         self.draining = False
+        self.over_budget = asyncio.Event()  # set when the worker stopped for the budget
         self._retired = False
 
     async def worker(self) -> Worker:
@@ -132,6 +147,8 @@ class App:
             async with self._lock:
                 if self._worker is None:
                     self._store = self._given_store or await open_store(self.settings.redis_url)
+                    if self.settings.daily_budget_usd > 0:  # an evicting Redis would erase the day's spend
+                        await check_budget_keys_safe(self._store)
                     self._worker = Worker(
                         self.settings.jobs,
                         self.engine,
@@ -141,7 +158,6 @@ class App:
                             self._store,
                             self.settings.budget,
                             holder=self.settings.runpod_pod_id or None,
-                            on_exhausted=self._on_exhausted,
                             margin_usd=self._fleet_margin_usd(),
                         ),
                         meter=self.meter,
@@ -232,6 +248,12 @@ class App:
             if self.settings.platform.engine_start_mode == "background":
                 self.meter.worker_ready()
         self._heartbeat = loop.create_task(self._beat_forever(), name="budget-heartbeat")
+        if self.settings.daily_budget_usd > 0 and self._on_exhausted is None:
+            log.warning(
+                "DAILY_BUDGET_USD is set without scale-to-zero (RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID, "
+                "BUDGET_SCALE_TO_ZERO): past the limit each worker stops, but RunPod may start new ones for queued "
+                "jobs, each billed its start and one heartbeat (README: the cap's bound)"
+            )
         if self.handle_sigterm and threading.current_thread() is threading.main_thread():
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signal.SIGTERM, self._on_sigterm)
@@ -239,6 +261,11 @@ class App:
     async def _start_engine_early(self) -> None:
         """ENGINE_START=boot|background: start the engine without waiting for a cache miss. Its
         seconds are boot (before the worker takes jobs) or engine start-up (beside them)."""
+        if self.settings.bill_initializing and self.settings.daily_budget_usd > 0:
+            worker = await self.worker()
+            if not await worker.reserve_engine_start():  # refused: the first admitted miss starts it
+                self.meter.worker_ready()
+                return
         self.meter.engine_starting()
         try:
             await self.engine.ensure_started()
@@ -262,11 +289,40 @@ class App:
             raise
 
     async def beat(self) -> None:
-        """One heartbeat: settle the overhead so far (errors are logged; the worker keeps serving)."""
+        """One heartbeat: settle the overhead and running jobs so far (errors are logged; the worker
+        keeps serving); past the limit, stop for the budget."""
         try:
-            await (await self.worker()).heartbeat()
+            worker = await self.worker()
+            await worker.heartbeat()
         except Exception:  # the heartbeat must never stop; the next one carries the totals
             log.exception("budget heartbeat failed")
+            return
+        if worker.budget.over_limit() and not self.draining:
+            self._stop_for_budget(worker.budget.snapshot())
+
+    def _stop_for_budget(self, state: BudgetState) -> None:
+        """Past the limit: take no more jobs, scale the endpoint to zero (with an API key), let the
+        jobs in flight finish (they are reserved), settle, exit: every job, hit or refusal, would
+        keep this worker billed for its idle tail, which no longer fits."""
+        self.draining = True
+        log.warning(
+            "daily budget %s: %.6f USD spent and %.6f USD reserved of %.2f USD: this worker's idle tail no longer "
+            "fits; it takes no more jobs and exits",
+            state.day, state.spent_usd, state.reserved_usd, state.limit_usd or 0.0,
+        )  # fmt: skip
+        asyncio.get_running_loop().create_task(self._leave_for_budget(state), name="budget-exit")
+
+    async def _leave_for_budget(self, state: BudgetState) -> None:
+        if self._on_exhausted is not None and self._store is not None:
+            try:
+                await asyncio.wait_for(self._on_exhausted(state, self._store), SCALE_DOWN_S)
+            except Exception:
+                log.exception("scale-to-zero failed; RunPod may start workers for queued jobs")
+        await self._no_jobs.wait()
+        await self.aclose()
+        self.over_budget.set()
+        if self.handle_sigterm:  # the worker process's own app: leave the SDK's loop and the process
+            asyncio.get_running_loop().call_soon(_exit_loop)
 
     async def retire(self) -> None:
         """Settle the worker's last overhead and drop its reservation (once)."""
@@ -274,7 +330,8 @@ class App:
             return
         self._retired = True
         try:
-            state = await self._worker.budget.retire(self._worker.overhead_usd(exiting=True))
+            state = await self._worker.budget.retire(self._worker.overhead_usd(exiting=True),
+                                                     self._worker.running_usd())  # fmt: skip
             log.info("worker stops: budget %s spent %.6f USD (overhead %.6f)", state.day, state.spent_usd,
                      state.overhead_usd)  # fmt: skip
         except Exception:

@@ -18,10 +18,17 @@ starts, a job finishes, the engine starts or becomes ready):
 So the seconds billed to jobs plus the overhead always equal the running
 seconds, however many jobs overlap. Money is seconds times the hourly rate.
 
-The meter also measures the worker's pace for reservations: over each busy
-period (jobs in flight, engine ready) the wall seconds per unit of work, where a
-unit is a completion token and a prompt token weighs PREFILL_WEIGHT (prefill
-runs many tokens per step). `seconds_per_token()` is the slowest recent period.
+The meter also measures the worker's paces for reservations (`paces()`, each the
+slowest of the recent measurements, `Paces`):
+
+- the engine's throughput: over each busy period (jobs in flight, engine ready)
+  the wall seconds per unit of work, where a unit is a completion token and a
+  prompt token weighs PREFILL_WEIGHT (prefill runs many tokens per step);
+- per request, from each one-sequence request that ran: its wall seconds per
+  generated token when generation dominates it, per prompt token when its prompt
+  does. Each is an upper bound of that part's pace (the other part's seconds are
+  in it), measured alone or inside a batch, so a lone job after a batch or a long
+  generation after a prompt-heavy job is never bounded by a pace it cannot keep.
 """
 
 from __future__ import annotations
@@ -32,9 +39,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 MIN_WORK_FOR_ESTIMATE = 16.0  # shorter busy periods say more about latency than pace
+MIN_TOKENS_FOR_PACE = 8  # a request's part shorter than this says more about its floor than its pace
 ESTIMATE_WINDOW = 200
 PREFILL_WEIGHT = 0.125
 OVERHEAD_KINDS = ("boot", "engine_start", "idle")
+
+
+@dataclass(frozen=True)
+class Paces:
+    """The slowest paces measured (seconds), each bounding one part of a job's time:
+    `prompt` per prompt token of one request, `completion` per token of one sequence (both
+    per request, wherever it ran: alone or in a batch), `busy` per work unit of the engine as
+    a whole (busy periods: the throughput that work admitted together shares)."""
+
+    prompt: float
+    completion: float
+    busy: float
 
 
 def work_units(prompt_tokens: float, completion_tokens: float) -> float:
@@ -71,6 +91,8 @@ class Meter:
         self._engine_starting = False
         self._jobs: dict[str, _Job] = {}
         self._paces: deque[float] = deque(maxlen=ESTIMATE_WINDOW)
+        self._prompt_paces: deque[float] = deque(maxlen=ESTIMATE_WINDOW)
+        self._completion_paces: deque[float] = deque(maxlen=ESTIMATE_WINDOW)
         self._busy_seconds = 0.0  # the busy period in progress: engine-ready seconds with jobs in flight
         self._busy_work = 0.0
 
@@ -125,19 +147,42 @@ class Meter:
             job.tokens_in_segment += max(0, n)
         job.tokens += max(0, n)
 
-    def job_finished(self, job_id: str, *, work: float = 0.0) -> float:
+    def job_finished(
+        self,
+        job_id: str,
+        *,
+        work: float = 0.0,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        sequences: int = 1,
+    ) -> float:
         """Close the job; return the worker seconds billed to it. `work`: its work units
-        (`work_units` of its usage), for the pace of the busy period it belongs to."""
+        (`work_units` of its usage), for the pace of the busy period it belongs to; its tokens
+        and `sequences` (prompts times answers each), for the per-request paces."""
         if job_id not in self._jobs:
             raise KeyError(f"job {job_id!r} is not being metered (job_started was not called)")
         self._close_segment()
         job = self._jobs.pop(job_id)
+        self._request_paces(self._clock() - job.started - job.engine_wait, prompt_tokens, completion_tokens, sequences)
         self._busy_work += max(0.0, work)
         if not self._jobs:  # the busy period ends: its pace is one measurement
             if self._busy_work >= MIN_WORK_FOR_ESTIMATE and self._busy_seconds > 0:
                 self._paces.append(self._busy_seconds / self._busy_work)
             self._busy_seconds = self._busy_work = 0.0
         return job.billed
+
+    def _request_paces(self, wall: float, prompt: int, completion: int, sequences: int) -> None:
+        if sequences != 1 or wall <= 0:  # several sequences: the busy periods' pace bounds them
+            return
+        if completion >= MIN_TOKENS_FOR_PACE and completion >= PREFILL_WEIGHT * prompt:
+            self._completion_paces.append(wall / completion)
+        elif prompt >= MIN_TOKENS_FOR_PACE / PREFILL_WEIGHT:
+            self._prompt_paces.append(wall / prompt)
+
+    def running_billed(self) -> dict[str, float]:
+        """Worker seconds billed so far to each job in flight (the segment in progress closed)."""
+        self._close_segment()
+        return {job_id: job.billed for job_id, job in self._jobs.items()}
 
     def engine_starting(self) -> None:
         """From now until `engine_ready`, seconds are overhead even with jobs waiting."""
@@ -167,6 +212,16 @@ class Meter:
         return len(self._jobs)
 
     def seconds_per_token(self) -> float:
-        """Worst-case pace for reservations (seconds per work unit): the slowest busy period
-        among the recent ones; the settings' default before any measurement."""
+        """The engine's worst-case pace (seconds per work unit): the slowest busy period among
+        the recent ones; the settings' default before any measurement."""
         return max(self._paces) if self._paces else self._default_spt
+
+    def paces(self) -> Paces:
+        """The slowest recent paces, each defaulting to the settings' pace (prompt tokens at their
+        weight) before it is measured."""
+        default = self._default_spt
+        return Paces(
+            prompt=max(self._prompt_paces) if self._prompt_paces else default * PREFILL_WEIGHT,
+            completion=max(self._completion_paces) if self._completion_paces else default,
+            busy=self.seconds_per_token(),
+        )

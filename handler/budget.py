@@ -3,8 +3,10 @@
 RunPod bills a worker per second from start to scale-down. The budget counts
 exactly that, in integer micro-dollars per budget day (BUDGET_TIMEZONE):
 
-- **jobs**: each job's share of the worker's seconds, settled when it ends
-  (once per job id);
+- **jobs**: each job's share of the worker's seconds: what it has used so far
+  with each heartbeat (so a killed worker loses at most one heartbeat, and a
+  heartbeat never hands back seconds a running job already used), the rest when
+  it ends; counted once per job id, split at the budget day's boundary;
 - **overhead**: the worker's boot, engine start-up and idle seconds, settled as
   cumulative totals by a heartbeat (`accrue`), so a late or repeated one counts
   nothing twice;
@@ -33,7 +35,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from core.money import MICRO, ceil_micro, to_micro
@@ -43,15 +45,24 @@ from handler.days import day_of, recent_days, zone
 from handler.errors import BudgetExceeded, BudgetUnavailable, StoreUnavailable
 from handler.money import BudgetState, Reservation
 from handler.settings import BudgetSettings
-from handler.store.base import OVERHEAD_KINDS, BudgetCounts, BudgetLedger, BudgetOutcome, Hold
+from handler.store.base import (
+    OVERHEAD_KINDS,
+    REFUSAL_ALERT,
+    THRESHOLD_ALERT,
+    BudgetCounts,
+    BudgetLedger,
+    BudgetOutcome,
+    Hold,
+)
 
 log = logging.getLogger(__name__)
 
 HOLD_HEARTBEATS = 6  # a reservation lapses this many heartbeats after its last change...
 HOLD_MIN_S = 60.0  # ...and never sooner than this
+RETIRE_PATIENCE_S = 5.0  # at exit, settlements kept during an outage are retried this long
+RETRY_EVERY_S = 0.5
 
-ExhaustedHook = Callable[[BudgetState], Awaitable[None]]
-__all__ = ["Budget", "BudgetState", "ExhaustedHook", "Reservation"]
+__all__ = ["Budget", "BudgetState", "Reservation"]
 
 
 class Budget:
@@ -63,7 +74,6 @@ class Budget:
         holder: str | None = None,
         clock: Callable[[], float] = time.time,
         alerter: Alerter | None = None,
-        on_exhausted: ExhaustedHook | None = None,
         hold_ttl: float | None = None,
         margin_usd: float = 0.0,
     ) -> None:
@@ -71,6 +81,8 @@ class Budget:
         self.settings = settings
         self.holder = holder or f"w-{uuid.uuid4().hex[:12]}"
         self._clock = clock
+        self._skew = 0.0  # the store's clock less this worker's (followed with the default clock only)
+        self._follow_store_clock = clock is time.time
         self._tz = zone(settings.budget_timezone)
         self._ns = settings.budget_namespace
         self._limit = to_micro(settings.daily_budget_usd) if settings.daily_budget_usd > 0 else -1
@@ -78,7 +90,6 @@ class Budget:
         # jobs are admitted under the limit less `margin_usd`, kept for workers that may still start
         self._margin = min(ceil_micro(margin_usd), self._limit) if self._limit >= 0 else 0
         self.alerter = alerter or Alerter(settings.budget_alert_webhook, endpoint_id=settings.runpod_endpoint_id)
-        self._on_exhausted = on_exhausted
         ttl = hold_ttl if hold_ttl is not None else max(HOLD_MIN_S, HOLD_HEARTBEATS * settings.budget_heartbeat_seconds)
         self._hold_ttl_ms = int(ttl * 1000)
         self._known: dict[str, BudgetCounts] = {}
@@ -86,11 +97,11 @@ class Budget:
         self._wanted: dict[str, int] = {}  # day -> the reservation last asked for (a replay restores it)
         self._carry = 0.0  # micro-dollars settled jobs cost beyond the whole ones counted
         self._pending: dict[tuple[str, str], int] = {}  # (day, job) -> micro-dollars to replay
+        self._job_days: dict[str, dict[str, int]] = {}  # job -> day -> its count there as the store has it
         self._overhead_total: dict[str, int] = dict.fromkeys(OVERHEAD_KINDS, 0)
         self._overhead_days: dict[str, dict[str, int]] = {}  # day -> cumulative micro-dollars by kind
         self._overhead_sent: dict[str, int] = {}  # day -> the part of it the store has counted
         self._allowance: dict[str, int] = {}  # fail-open: day -> what this worker may still spend alone
-        self._exhausted_days: set[str] = set()
         self._replaying = asyncio.Lock()
         self._alerts: set[asyncio.Task[None]] = set()
 
@@ -98,9 +109,12 @@ class Budget:
     async def reserve(self, job_id: str, exposure_usd: float, *, worst_usd: float = 0.0) -> Reservation:
         """Admit a job: this worker's reservation becomes `exposure_usd`, its worst-case remaining
         bill with the job admitted. Raises BudgetExceeded when that does not fit."""
+        if self._replaying.locked():  # settlements kept during an outage first: no unchecked admission
+            async with self._replaying:
+                pass
+        await self.reconcile()
         day = self.today()
         amount = ceil_micro(exposure_usd)
-        await self.reconcile()
         hold = self._hold_of(day, amount)
         try:
             outcome = await self.store.budget_reserve(self._keys(day), hold, self._admit_limit(), self._alert_at)
@@ -116,64 +130,100 @@ class Budget:
             await self._seen(day, outcome)
             if not outcome.ok:
                 self._not_applied(day, hold)
-                await self._refuse(day, amount)
+                self._refuse(day, amount)
             self._allowance.pop(day, None)
         return Reservation(job_id=job_id, day=day, worst_usd=worst_usd)
 
     async def settle(self, reservation: Reservation, cost_usd: float, exposure_usd: float) -> BudgetState:
-        """Count what the job cost (once per job id); this worker's reservation becomes `exposure_usd`."""
-        # whole micro-dollars; the fraction carries to this worker's next settlement
-        exact = max(0.0, cost_usd) * MICRO + self._carry
-        amount = max(0, round(exact))
-        self._carry = exact - amount
+        """Count what the job cost in all (once per job id; what heartbeats counted of it already
+        is part of it); this worker's reservation becomes `exposure_usd`."""
         await self.reconcile()
-        day, job = reservation.day, reservation.job_id
-        hold = self._hold_of(day, ceil_micro(exposure_usd) if day == self.today() else 0)
+        job, day = reservation.job_id, self.today()
+        exact = max(0.0, cost_usd) * MICRO + self._carry  # the fraction carries to the next settlement
+        counted = self._job_days.get(job, {})
+        elsewhere = sum(amount for d, amount in counted.items() if d != day)  # before midnight
+        amount = max(0, round(exact) - elsewhere)
+        hold = self._hold_of(day, ceil_micro(exposure_usd))
         try:
             outcome = await self.store.budget_settle(self._keys(day), hold, job, amount, self._alert_at)
         except StoreUnavailable:
             self._not_applied(day, hold)
-            self._pending.setdefault((day, job), amount)
+            self._pending[(day, job)] = amount
+            self._carry = exact - elsewhere - amount
+            self._job_days.pop(job, None)
             return self._state(day, stale=True)
-        if not outcome.first:  # settled before: nothing was counted, so nothing carries
-            self._carry += amount - max(0.0, cost_usd) * MICRO
-        await self._seen(reservation.day, outcome)
-        return self._state(reservation.day, stale=self._stale())
+        if outcome.first:  # a job settled again counts nothing and carries nothing
+            self._carry = exact - elsewhere - outcome.job_total
+        self._job_days.pop(job, None)
+        await self._seen(day, outcome)
+        return self._state(day, stale=self._stale())
 
     async def release(self, reservation: Reservation, exposure_usd: float) -> None:
         """The job failed before costing anything: this worker's reservation becomes `exposure_usd`."""
         await self.accrue(None, exposure_usd)
 
-    async def accrue(self, overhead_usd: Mapping[str, float] | None, exposure_usd: float) -> BudgetState:
+    async def accrue(
+        self,
+        overhead_usd: Mapping[str, float] | None,
+        exposure_usd: float,
+        running_usd: Mapping[str, float] | None = None,
+    ) -> BudgetState:
         """The heartbeat: count this worker's overhead (cumulative USD by kind since it started;
-        None: unchanged) and renew its reservation at `exposure_usd`."""
+        None: unchanged) and what its running jobs have used so far (job id -> USD), and renew its
+        reservation at `exposure_usd` (what it may still be billed from now)."""
+        await self.reconcile()
         day = self.today()
         if overhead_usd is not None:
             self._book_overhead(day, overhead_usd)
-        await self.reconcile()
         await self._release_past_days(day)
+        running = self._running_today(day, running_usd or {})
         hold = self._hold_of(day, ceil_micro(exposure_usd))
         try:
             outcome = await self.store.budget_accrue(
-                self._keys(day), hold, self._overhead_days.get(day, {}), self._alert_at
+                self._keys(day), hold, self._overhead_days.get(day, {}), self._alert_at, running
             )
         except StoreUnavailable:
             self._not_applied(day, hold)
             return self._state(day, stale=True)
         self._overhead_sent[day] = self._overhead_booked(day)
+        for job, amount in running.items():
+            self._job_days.setdefault(job, {})[day] = amount
         await self._seen(day, outcome)
         return self._state(day, stale=self._stale())
 
-    async def retire(self, overhead_usd: Mapping[str, float]) -> BudgetState:
-        """The worker stops: count its last overhead, replay what is pending, drop its reservation."""
-        state = await self.accrue(overhead_usd, 0.0)
+    def _running_today(self, day: str, running_usd: Mapping[str, float]) -> dict[str, int]:
+        """Each running job's count for `day`: what it used so far (whole micro-dollars, rounded
+        down: its settlement counts the rest) less what other days counted; only those that grew."""
+        out = {}
+        for job, usd in running_usd.items():
+            counted = self._job_days.get(job, {})
+            amount = int(max(0.0, usd) * MICRO) - sum(a for d, a in counted.items() if d != day)
+            if amount > counted.get(day, 0):
+                out[job] = amount
+        return out
+
+    async def retire(self, overhead_usd: Mapping[str, float], running_usd: Mapping[str, float] | None = None,
+                     *, patience_s: float = RETIRE_PATIENCE_S) -> BudgetState:  # fmt: skip
+        """The worker stops: count its last overhead (and what jobs still running used), replay what
+        is pending (retrying for up to `patience_s` while the store is away), drop its reservation."""
+        state = await self.accrue(overhead_usd, 0.0, running_usd)
+        waited = 0.0
+        while (state.stale or self._pending or self._unsent_past_days()) and waited < patience_s:
+            await asyncio.sleep(RETRY_EVERY_S)
+            waited += RETRY_EVERY_S
+            state = await self.accrue(None, 0.0)
         try:
             self._known[state.day] = await self.store.budget_release(self._keys(state.day), self.holder)
             self._held[state.day] = 0
         except StoreUnavailable:
             log.warning("budget: Redis unreachable at exit; this worker's reservation lapses by itself")
-        if self._pending or self._unsent_past_days():
-            log.error("budget: Redis unreachable at exit: %d settlement(s) of this worker are lost", len(self._pending))
+        lost = len(self._pending) + len(self._unsent_past_days())
+        if lost or state.stale:
+            log.error(
+                "budget: Redis unreachable at exit after %.1f s: %d settlement(s) and %.6f USD of overhead of this "
+                "worker are lost to the budget",
+                waited, len(self._pending), self._overhead_unsent(state.day) / MICRO,
+            )  # fmt: skip
         await self.flush_alerts()
         return state
 
@@ -199,7 +249,7 @@ class Budget:
         after a job ended could land before the job's cost, leaving it neither reserved nor spent)."""
         change = target - self._held.get(day, 0)
         self._held[day] = self._wanted[day] = target
-        return Hold(self.holder, change, self._hold_ttl_ms)
+        return Hold(self.holder, change, self._hold_ttl_ms, target)
 
     def _not_applied(self, day: str, hold: Hold) -> None:
         """The store refused or never saw `hold`: later changes start from what it holds."""
@@ -238,8 +288,12 @@ class Budget:
 
     async def _seen(self, day: str, outcome: BudgetOutcome) -> None:
         self._known[day] = outcome.counts
-        if outcome.alert:
-            await self._alert(day)
+        if self._follow_store_clock and outcome.server_ms:
+            self._skew = outcome.server_ms / 1000.0 - self._clock()
+        if outcome.alerts & THRESHOLD_ALERT:
+            self._alert(day, refused=False)
+        if outcome.alerts & REFUSAL_ALERT:
+            self._alert(day, refused=True)
 
     async def reconcile(self) -> int:
         """Replay settlements and past days' overhead recorded while the store was unreachable."""
@@ -272,10 +326,14 @@ class Budget:
             log.warning("budget: replayed %d settlement(s) recorded while Redis was unreachable", done)
         return done
 
-    async def _alert(self, day: str) -> None:
-        """Deliver the day's alert in the background: its webhook retries must not hold a job."""
+    def _alert(self, day: str, *, refused: bool) -> None:
+        """Deliver one of the day's alerts in the background: its webhook retries must not hold a job."""
         state = self._state(day, stale=False).to_dict()
-        task = asyncio.create_task(self.alerter.budget_threshold(state, self.settings.budget_alert_threshold))
+        if refused:
+            work = self.alerter.budget_refused(state)
+        else:
+            work = self.alerter.budget_threshold(state, self.settings.budget_alert_threshold)
+        task = asyncio.create_task(work)
         self._alerts.add(task)
         task.add_done_callback(self._alerts.discard)
 
@@ -289,10 +347,13 @@ class Budget:
         if self._limit < 0:
             return
         if day not in self._allowance:
-            known = self._known.get(day, BudgetCounts(0, 0, 0))
-            others = max(0, known.reserved - self._held.get(day, 0))
-            left = max(0, self._limit - known.spent - others)
-            self._allowance[day] = left // self.settings.endpoint_workers_max
+            known = self._known.get(day)
+            if known is None:  # never saw the day's counts: the day may be spent already
+                self._allowance[day] = 0
+            else:
+                others = max(0, known.reserved - self._held.get(day, 0))
+                left = max(0, self._admit_limit() - known.spent - others)
+                self._allowance[day] = left // self.settings.endpoint_workers_max
             log.warning(
                 "budget: Redis unreachable, BUDGET_FAIL_MODE=open: this worker may spend %.6f USD until it is back",
                 self._allowance[day] / MICRO,
@@ -307,15 +368,8 @@ class Budget:
         """What this worker spent on `day` that the store has not counted yet."""
         return sum(amount for (d, _), amount in self._pending.items() if d == day) + self._overhead_unsent(day)
 
-    async def _refuse(self, day: str, amount: int) -> None:
+    def _refuse(self, day: str, amount: int) -> None:
         state = self._state(day, stale=False)
-        spent = self._known.get(day, BudgetCounts(0, 0, 0)).spent
-        # Exhausted: even if every other worker's reservation came to nothing, this would not fit.
-        if spent + amount > self._admit_limit() and day not in self._exhausted_days:
-            self._exhausted_days.add(day)
-            log.warning("daily budget exhausted for %s: refusing jobs that would run the engine", day)
-            if self._on_exhausted is not None:
-                await self._call_hook(state)
         limit = (self._limit or 0) / MICRO
         kept = f", less {self._margin / MICRO:.6f} USD kept for workers that may still start," if self._margin else ""
         raise BudgetExceeded(
@@ -324,21 +378,31 @@ class Budget:
             f"({day}, {self.settings.budget_timezone}){kept} is left unreserved"
         )
 
-    async def _call_hook(self, state: BudgetState) -> None:
-        assert self._on_exhausted is not None
-        try:
-            await self._on_exhausted(state)
-        except Exception:  # a user-supplied hook (scale to zero); the refusal stands either way
-            log.exception("budget exhaustion hook failed")
+    def over_limit(self) -> bool:
+        """Past the limit: spent and every reservation (this worker's own idle tail included) no
+        longer fit under the limit less the fleet margin, as last seen with this worker's unconfirmed
+        spend. The worker must stop taking jobs and exit. False while the day's counts are unknown."""
+        if self._limit < 0:
+            return False
+        day = self.today()
+        known = self._known.get(day)
+        if known is None:
+            return False
+        return self._spent_micro(day) + known.reserved > self._admit_limit()
 
     # --- readings ---------------------------------------------------------------------
     def today(self) -> str:
-        return day_of(self._clock(), self._tz)
+        """The budget day now, by the store's clock (a worker whose clock is fast spends on today)."""
+        return day_of(self._clock() + self._skew, self._tz)
 
     def snapshot(self) -> BudgetState:
         """Today's state as last seen plus this worker's unconfirmed figures (no I/O)."""
         day = self.today()
         return self._state(day, stale=self._stale())
+
+    def _spent_micro(self, day: str) -> int:
+        known = self._known.get(day, BudgetCounts(0, 0, 0))
+        return known.spent + self._unconfirmed(day)
 
     def _state(self, day: str, *, stale: bool) -> BudgetState:
         known = self._known.get(day, BudgetCounts(0, 0, 0))
@@ -365,7 +429,7 @@ class Budget:
     async def daily_spend(self, days: int) -> list[dict[str, Any]]:
         """Per day, oldest first: spent (jobs and overhead apart), reserved, jobs settled, limit."""
         rows = []
-        for day in recent_days(self._clock(), self._tz, days):
+        for day in recent_days(self._clock() + self._skew, self._tz, days):
             self._known[day] = await self.store.budget_read(self._keys(day))
             rows.append(self._state(day, stale=False).to_dict())
         return rows

@@ -12,6 +12,8 @@ so each script runs unchanged on Redis Cluster and managed Redis services:
     frugal:{budget:<bns>:<day>}:res_exp          zset: worker -> expiry (server ms)
     frugal:{budget:<bns>:<day>}:settled          hash: job id -> settled micro-dollars
     frugal:{budget:<bns>:<day>}:overhead         hash: "<worker>:<kind>" -> cumulative micro-dollars
+    frugal:{pause:<bns>}                         the endpoint's workers before the budget scaled it to
+                                                 zero (orjson), for `python -m handler.resume`
 
 `<ns>` is CACHE_NAMESPACE (it isolates deployments sharing one Redis), `<bns>`
 BUDGET_NAMESPACE (apart, so rotating the cache does not reset the spend); `<day>`
@@ -73,6 +75,13 @@ def budget_day(namespace: str, day: str) -> BudgetKeys:
         settled=f"{tag}:settled",
         overhead=f"{tag}:overhead",
     )
+
+
+PAUSE_KEEP_SECONDS = 30 * 86_400
+
+
+def budget_pause(namespace: str) -> str:
+    return f"{PREFIX}:{{pause:{_clean(namespace)}}}"
 
 
 def hash_tag(key: str) -> str:

@@ -70,7 +70,11 @@ class Settings(BaseModel):
     tensor_parallel_size: int = Field(1, ge=1, description="vLLM --tensor-parallel-size for multi-GPU workers.")
     engine_extra_args: str = Field("", description="Extra vLLM arguments, shell-quoted.")
     engine_cpu_threads: int = Field(0, ge=0, description="CPU engine: OpenMP threads; 0: all cores.")
-    engine_start_timeout: float = Field(600.0, gt=0, description="Seconds to wait for the engine's /health.")
+    engine_start_timeout: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds an engine start may take before it is stopped; the budget reserves all of it for a start.",
+    )
     engine_request_timeout: float = Field(600.0, gt=0, description="Seconds one engine request may take.")
     engine_max_start_failures: int = Field(
         3, ge=1, description="Consecutive start failures before the worker asks RunPod to replace it."
@@ -102,7 +106,12 @@ class Settings(BaseModel):
     # --- jobs --------------------------------------------------------------
     max_concurrency: int = Field(64, ge=1, description="Jobs one worker takes at once (runpod concurrency_modifier).")
     max_batch_size: int = Field(64, ge=1, description="Most items in one batched job.")
-    max_prompt_chars: int = Field(32_000, ge=1, description="Longest prompt (all messages together), in characters.")
+    max_prompt_chars: int = Field(
+        32_000,
+        ge=1,
+        description="Most text that reaches the prompt (messages, tools, documents; every prompt of a list), in "
+        "characters.",
+    )
     max_tokens_limit: int = Field(2048, ge=1, description="Largest `max_tokens` a job may ask for.")
     default_max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1, description="`max_tokens` for jobs that give none.")
 
@@ -139,7 +148,12 @@ class Settings(BaseModel):
     budget_fail_mode: Literal["closed", "open"] = Field(
         "closed", description="When Redis is down: refuse engine jobs (closed) or serve and reconcile (open)."
     )
-    budget_scale_to_zero: bool = Field(False, description="On exhaustion, set the endpoint's workers to 0.")
+    budget_scale_to_zero: Literal["auto", "true", "false"] = Field(
+        "auto",
+        description="Past the limit, set the endpoint's workers to 0 so RunPod starts no more (`python -m "
+        "handler.resume` restores them the next budget day); auto: on when RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID "
+        "are set.",
+    )
     budget_namespace: str = Field(
         "default",
         description="Key prefix of the budget, apart from CACHE_NAMESPACE (rotating the cache keeps the spend).",
@@ -149,9 +163,6 @@ class Settings(BaseModel):
     )
     seconds_per_token: float = Field(
         0.05, gt=0, description="Starting pace for worst-case reservations, until the worker has measured its own."
-    )
-    engine_start_estimate_seconds: float = Field(
-        180.0, ge=0, description="Engine start-up reserved before the first measured start."
     )
     max_cost_usd_per_job: float = Field(
         0.0, ge=0, description="Default per-job cost cap (a job's `max_cost_usd`); 0: none."
@@ -180,6 +191,19 @@ class Settings(BaseModel):
     runpod_endpoint_id: str = Field("", description="This endpoint's id (set by RunPod).")
     runpod_pod_id: str = Field("", description="This worker's id (set by RunPod); names its share of the budget.")
     runpod_api_key: str = Field("", description="API key for scale-to-zero calls.")
+
+    @field_validator("budget_scale_to_zero", mode="before")
+    @classmethod
+    def _scale_to_zero_words(cls, value: object) -> object:
+        words = {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false", "off": "false"}
+        return words.get(str(value).strip().lower(), str(value).strip().lower())
+
+    @property
+    def scale_to_zero_enabled(self) -> bool:
+        """BUDGET_SCALE_TO_ZERO resolved: auto is on with an API key and an endpoint id."""
+        if self.budget_scale_to_zero == "auto":
+            return bool(self.runpod_api_key and self.runpod_endpoint_id and self.daily_budget_usd > 0)
+        return self.budget_scale_to_zero == "true"
 
     @field_validator("engine_extra_args")
     @classmethod
@@ -305,7 +329,7 @@ class BudgetSettings:
     budget_alert_threshold: float
     budget_alert_webhook: str
     budget_fail_mode: Literal["closed", "open"]
-    budget_scale_to_zero: bool
+    budget_scale_to_zero: Literal["auto", "true", "false"]
     budget_namespace: str
     budget_heartbeat_seconds: float
     endpoint_workers_max: int
@@ -323,7 +347,7 @@ class JobSettings:
     max_cost_usd_per_job: float
     max_model_len: int
     seconds_per_token: float
-    engine_start_estimate_seconds: float
+    engine_start_timeout: float
     budget_heartbeat_seconds: float
     bill_initializing: bool
     endpoint_idle_timeout: float

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -28,16 +29,19 @@ from handler.engine_command import ModelRef
 from handler.engine_protocol import Engine
 from handler.errors import ValidationFailed, WorkerError
 from handler.exposure import (
+    ENGINE_STOP_S,
     EXIT_ALLOWANCE_S,
     REQUEST_FLOOR_S,
     InFlight,
+    alone_seconds,
     exposure_seconds,
     idle_tail_seconds,
-    max_work_for_cost,
-    prompt_tokens_bound,
+    max_tokens_for_cost,
 )
 from handler.responses import StreamAccumulator, openai_finish, sum_usage, text_result, usage_of
 from handler.settings import JobSettings
+
+log = logging.getLogger(__name__)
 
 _PER_JOB_FIELDS = ("cached", "timings", "cost_usd", "budget", "cost_bound_usd")
 
@@ -87,8 +91,6 @@ class Worker:
         self._clock = clock
         self._pending: set[asyncio.Task[None]] = set()
         self.in_flight = InFlight()
-        # half the fewest prompt characters per token measured; None: none yet (1.0 is used, a safe floor)
-        self.chars_per_token: float | None = None
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -240,21 +242,26 @@ class Worker:
             usage = usage_of(result.get("usage"))
         finally:
             # settled whether it answered or failed: the seconds it ran were billed all the same
-            work = work_units(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
-            cost = round(cost_usd(self.meter.job_finished(job_id, work=work), self.hourly_rate), 8)
+            prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+            seconds = self.meter.job_finished(
+                job_id, work=work_units(prompt, completion), prompt_tokens=prompt, completion_tokens=completion,
+                sequences=req.completions,
+            )  # fmt: skip
+            cost = round(cost_usd(seconds, self.hourly_rate), 8)
             self.in_flight.done(job_id)
             if costs is not None:
                 costs.append(cost)
             state = await self.budget.settle(reservation, cost, self.exposure_usd())
-        self._learn_prompt_size(req, usage)
         extra = {"max_cost_usd": req.max_cost_usd, "cost_capped": True} if capped else {}
         bound = {"cost_bound_usd": round(reservation.worst_usd, 8)}  # what it could have cost at worst
         yield True, {**result, **extra, "_cost_usd": cost, **self._job_fields(cost, timer, state), **bound}
 
     async def _admit(self, job_id: str, req: EngineRequest) -> Reservation:
         """Admit the job into the worker's exposure; the budget refuses it if that does not fit."""
-        pace = self.meter.seconds_per_token()
-        worst_s = self.in_flight.admit(job_id, self._work_bound(req), pace)
+        paces = self.meter.paces()
+        work = self._work_bound(req)
+        alone = alone_seconds(req.prompt_tokens_max, self._tokens(req), work, paces)
+        worst_s = self.in_flight.admit(job_id, work, alone, paces.busy)
         try:
             return await self.budget.reserve(
                 job_id, self.exposure_usd(needs_engine=True), worst_usd=cost_usd(worst_s, self.hourly_rate)
@@ -279,14 +286,25 @@ class Worker:
         finally:
             self.meter.engine_ready()
 
+    async def reserve_engine_start(self) -> bool:
+        """Reserve the engine's start before starting it without a job (ENGINE_START=boot|background):
+        False when the budget refuses it (the engine then starts on the first miss, if admitted)."""
+        try:
+            await self.budget.reserve("engine-start", self.exposure_usd(needs_engine=True))
+        except WorkerError as exc:
+            log.warning("engine not started early: %s", exc.message)
+            return False
+        return True
+
     # --------------------------------------------------------- money
     def exposure_usd(self, *, needs_engine: bool = False) -> float:
-        """The worst case of what this worker will still be billed (handler.exposure)."""
+        """The worst case of what this worker will still be billed (handler.exposure). An engine
+        start is bounded by ENGINE_START_TIMEOUT, past which the worker stops it."""
         engine_s = 0.0
-        if not self.engine.ready and (needs_engine or len(self.in_flight)):
-            estimate = self.engine.last_start_seconds or self.settings.engine_start_estimate_seconds
+        if not self.engine.ready and (needs_engine or len(self.in_flight) or self.engine.starting_since is not None):
             since = self.engine.starting_since
-            engine_s = estimate - (self._clock() - since) if since is not None else estimate
+            limit = self.settings.engine_start_timeout + ENGINE_STOP_S
+            engine_s = limit - (self._clock() - since) if since is not None else limit
         tail = idle_tail_seconds(self.settings.endpoint_idle_timeout, self.settings.budget_heartbeat_seconds)
         seconds = exposure_seconds(self.in_flight.remaining_seconds(self._clock()), engine_s, tail)
         return cost_usd(seconds, self.hourly_rate)
@@ -301,46 +319,43 @@ class Worker:
             seconds["boot"] = 0.0
         return {kind: cost_usd(s, self.hourly_rate) for kind, s in seconds.items()}
 
+    def running_usd(self) -> dict[str, float]:
+        """What each job in flight has cost so far (its share of the worker's seconds)."""
+        return {job: cost_usd(s, self.hourly_rate) for job, s in self.meter.running_billed().items()}
+
     async def heartbeat(self) -> BudgetState:
-        """Settle the worker's overhead so far and renew its reservation (the app calls it every
-        BUDGET_HEARTBEAT_SECONDS, and once more when the worker stops)."""
-        return await self.budget.accrue(self.overhead_usd(), self.exposure_usd())
+        """Settle the worker's overhead and its running jobs' seconds so far, and renew its
+        reservation (the app calls it every BUDGET_HEARTBEAT_SECONDS)."""
+        return await self.budget.accrue(self.overhead_usd(), self.exposure_usd(), self.running_usd())
+
+    def _tokens(self, req: EngineRequest) -> int:
+        return req.max_tokens or self.settings.default_max_tokens
 
     def _work_bound(self, req: EngineRequest) -> float:
-        """The most work the request can do: its prompt's tokens at most, every answer to max_tokens."""
-        prompt = prompt_tokens_bound(req.prompt_chars, self.chars_per_token or 1.0)
-        tokens = req.max_tokens or self.settings.default_max_tokens
-        return work_units(prompt, tokens * req.completions)
+        """The most work the request can do: every prompt's tokens at most, every answer to max_tokens."""
+        return work_units(req.prompt_tokens_max, self._tokens(req) * req.completions)
 
     def _capped(self, req: EngineRequest) -> tuple[EngineRequest, bool]:
         """With `max_cost_usd`, lower max_tokens so the job cannot cost more (True: lowered)."""
         if req.max_cost_usd is None:
             return req, False
-        pace = self.meter.seconds_per_token()
-        budget_work = max_work_for_cost(req.max_cost_usd, self.hourly_rate, pace)
-        if budget_work == float("inf"):  # nothing is priced: nothing to cap
+        paces = self.meter.paces()
+        allowed_f = max_tokens_for_cost(req.max_cost_usd, self.hourly_rate, req.prompt_tokens_max, req.completions,
+                                        paces)  # fmt: skip
+        if allowed_f == float("inf"):  # nothing is priced: nothing to cap
             return req, False
-        prompt_work = work_units(prompt_tokens_bound(req.prompt_chars, self.chars_per_token or 1.0), 0)
-        allowed = int((budget_work - prompt_work) / req.completions)
-        tokens = req.max_tokens or self.settings.default_max_tokens
-        if allowed >= tokens:
+        allowed = int(allowed_f)
+        if allowed >= self._tokens(req):
             return req, False
         if allowed < 1:
-            least = cost_usd(REQUEST_FLOOR_S + (prompt_work + 1) * pace, self.hourly_rate)
+            least_s = REQUEST_FLOOR_S + alone_seconds(req.prompt_tokens_max, 1, work_units(req.prompt_tokens_max,
+                                                      req.completions), paces)  # fmt: skip
             raise ValidationFailed(
                 f"max_cost_usd: {req.max_cost_usd} USD does not cover this prompt and one token at the worker's "
-                f"pace (at least {least:.8f} USD)",
+                f"pace (at least {cost_usd(least_s, self.hourly_rate):.8f} USD)",
                 field="max_cost_usd",
             )
         return replace(req, body={**req.body, "max_tokens": allowed}), True
-
-    def _learn_prompt_size(self, req: EngineRequest, usage: dict[str, int]) -> None:
-        """Measure the fewest prompt characters per token this model produces (for prompt bounds)."""
-        tokens, chars = usage.get("prompt_tokens", 0), req.prompt_chars
-        if tokens >= 8 and chars >= 8:
-            # half the fewest seen: a later prompt may tokenize worse (code, other languages)
-            ratio = chars / tokens / 2
-            self.chars_per_token = ratio if self.chars_per_token is None else min(self.chars_per_token, ratio)
 
     def _job_fields(self, cost: float, timer: _Timer, state: BudgetState) -> dict[str, Any]:
         return {"cached": False, "cost_usd": cost, "timings": timer.timings(), "budget": state.to_dict()}

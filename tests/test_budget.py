@@ -152,12 +152,15 @@ async def test_day_rollover_uses_the_injected_clock_and_time_zone(store: Store, 
     assert (await budget.state()).spent_usd == 0.0
     rows = await budget.daily_spend(2)
     assert [(r["day"], r["spent_usd"]) for r in rows] == [("2026-11-17", 1.0), ("2026-11-18", 0.0)]
-    # A job reserved before midnight settles into its own day.
+    # A job running across midnight: what it used by the last heartbeat before midnight is that
+    # day's, the rest the next day's (the old rule put all of it on the day it was admitted).
     clock.now = DAY_ONE + 86_400 + 50_000  # 2026-11-18 23:40 UTC
     late = await budget.reserve("late", 0.1)
-    clock.now += 3600
+    clock.now += 1000  # 23:56:40: the heartbeat counts the 0.06 it used so far
+    await budget.accrue(None, 0.05, {"late": 0.06})
+    clock.now += 600
     await budget.settle(late, 0.1, 0.0)
-    assert [r["spent_usd"] for r in await budget.daily_spend(2)] == [0.1, 0.0]
+    assert [r["spent_usd"] for r in await budget.daily_spend(2)] == [pytest.approx(0.06), pytest.approx(0.04)]
     # The day follows BUDGET_TIMEZONE: 09:46 UTC is still the previous day in Honolulu (UTC-10).
     honolulu = make_budget(store, namespace, Clock(DAY_ONE - 3600 * 2), env={"BUDGET_TIMEZONE": "Pacific/Honolulu"})
     assert honolulu.today() == "2026-11-16"
@@ -171,29 +174,47 @@ async def test_unlimited_budget_still_counts(store: Store, namespace: str) -> No
     assert (state.limit_usd, state.remaining_usd, state.spent_usd, state.jobs) == (None, None, 50.0, 5)
 
 
-async def test_exhaustion_hook_is_called_once_per_day(store: Store, namespace: str) -> None:
-    calls: list[BudgetState] = []
-
-    async def scale_to_zero(state: BudgetState) -> None:
-        calls.append(state)
-
+async def test_past_the_limit_when_the_workers_own_tail_no_longer_fits(store: Store, namespace: str) -> None:
+    """A worker serving only hits spends nothing on jobs, but its idle seconds are billed: once
+    spent and its own reserved tail pass the limit, it must stop (the app exits on `over_limit`)."""
     clock = Clock()
-    budget = make_budget(store, namespace, clock, on_exhausted=scale_to_zero)
-    other = make_budget(store, namespace, clock, on_exhausted=scale_to_zero)
-    in_flight = await other.reserve("a", 1.0)
-    with pytest.raises(BudgetExceeded):  # refused because of a reservation in flight: not exhausted
-        await budget.reserve("early", 0.1)
-    assert calls == []
-    await other.settle(in_flight, 0.95, 0.0)
-    for i in range(3):
-        with pytest.raises(BudgetExceeded):
-            await budget.reserve(f"b{i}", 0.1)
-    assert len(calls) == 1 and calls[0].spent_usd == pytest.approx(0.95)
-    clock.now += 86_400
-    await run_job(budget, "c", 1.0)
+    budget = make_budget(store, namespace, clock)
+    other = make_budget(store, namespace, clock)
+    tail = 0.1  # this worker's idle tail, reserved by every heartbeat
+    await budget.accrue({"idle": 0.0}, tail)
+    assert not budget.over_limit()
+    in_flight = await other.reserve("a", 0.85)  # another worker's job: refusals are not "over"
     with pytest.raises(BudgetExceeded):
-        await budget.reserve("d", 0.1)
-    assert len(calls) == 2
+        await budget.reserve("early", 0.2)
+    assert not budget.over_limit()  # 0 spent + 0.1 + 0.85 reserved: still fits
+    await other.settle(in_flight, 0.85, 0.0)
+    await budget.accrue({"idle": 0.04}, tail)  # 0.89 spent + its 0.1 tail: fits
+    assert not budget.over_limit()
+    await budget.accrue({"idle": 0.06}, tail)  # hits kept it alive: 0.91 + 0.1 > 1.0
+    assert budget.over_limit()
+    clock.now += 86_400  # a new budget day: nothing spent yet
+    await budget.accrue({"idle": 0.06}, tail)
+    assert not budget.over_limit()
+
+
+async def test_two_alerts_the_threshold_and_the_first_refusal(
+    store: Store, namespace: str, webhook: tuple[str, list[dict[str, Any]]]
+) -> None:
+    """The threshold alert fires when spend reaches it, even after a refusal (a refusal once used the
+    day's only alert while spend was 0); the first refusal has its own alert, once a day."""
+    url, received = webhook
+    env = {"BUDGET_ALERT_WEBHOOK": url, "BUDGET_ALERT_THRESHOLD": "0.8"}
+    budget, other = make_budget(store, namespace, env=env), make_budget(store, namespace, env=env)
+    held = await other.reserve("big", 0.9)
+    for job in ("r1", "r2"):
+        with pytest.raises(BudgetExceeded):
+            await budget.reserve(job, 0.2)
+    await budget.flush_alerts()
+    assert [(a["event"], a["spent_usd"]) for a in received] == [("budget_refused", 0.0)]
+    await other.settle(held, 0.85, 0.0)  # spend reaches 80%: the threshold alert, now
+    await other.flush_alerts()
+    assert [a["event"] for a in received] == ["budget_refused", "budget_threshold"]
+    assert received[1]["spent_usd"] == pytest.approx(0.85)
 
 
 async def test_concurrent_workers_never_overspend(store: Store, namespace: str) -> None:
@@ -302,7 +323,7 @@ async def test_an_alert_at_the_whole_budget_fires_when_it_refuses(
     with pytest.raises(BudgetExceeded):
         await budget.reserve("b", 0.2)  # spend never reaches 1.0 when refusals keep it under
     await budget.flush_alerts()
-    assert len(received) == 1 and received[0]["threshold"] == 1.0
+    assert [a["event"] for a in received] == ["budget_refused"]
 
 
 # --- the hourly rate ------------------------------------------------------------------------
@@ -398,17 +419,11 @@ async def test_zero_and_sub_micro_amounts_settle_release_and_lapse(store: Store,
 
 async def test_a_margin_is_kept_free_of_jobs_for_workers_yet_to_start(store: Store, namespace: str) -> None:
     """$1 limit, $0.3 kept for workers RunPod may still start: jobs fit under $0.7; overhead does not ask."""
-    calls: list[BudgetState] = []
-
-    async def hook(state: BudgetState) -> None:
-        calls.append(state)
-
-    budget = make_budget(store, namespace, margin_usd=0.3, on_exhausted=hook)
+    budget = make_budget(store, namespace, margin_usd=0.3)
     await run_job(budget, "a", 0.5)
     with pytest.raises(BudgetExceeded) as refused:
         await budget.reserve("b", 0.25)  # 0.5 + 0.25 > 1.0 - 0.3
     assert "less 0.300000 USD kept for workers that may still start" in refused.value.message
-    assert len(calls) == 1  # no job of that size fits even with no reservation: exhausted
     await budget.reserve("c", 0.2)  # 0.5 + 0.2 = 0.7 fits exactly
     # a worker that starts now is billed anyway: its overhead and idle tail are counted past 0.7
     late = make_budget(store, namespace, margin_usd=0.3)

@@ -129,7 +129,7 @@ async def test_workers_sharing_a_small_limit_never_bill_past_it(platform: Platfo
     limit = 200.0
     # three jobs per worker at once, so both workers serve each round of six
     env = worker(redis_url, namespace, DAILY_BUDGET_USD=str(limit), ENDPOINT_IDLE_TIMEOUT="5",
-                 ENDPOINT_WORKERS_MAX="2", ENGINE_START_ESTIMATE_SECONDS="60", MAX_CONCURRENCY="3")  # fmt: skip
+                 ENDPOINT_WORKERS_MAX="2", ENGINE_START_TIMEOUT="60", MAX_CONCURRENCY="3")  # fmt: skip
     config = EndpointConfig(
         worker_command=[sys.executable, "-m", "handler"], env=env, workers_max=2, idle_timeout=5.0,
         scaler_type="REQUEST_COUNT", scaler_value=1, gpu_hourly_rate=PER_SECOND * 3600, cwd=REPO_ROOT,

@@ -1,10 +1,12 @@
-"""BUDGET_SCALE_TO_ZERO: when the day's budget is spent, the worker scales its own endpoint to zero
-through RunPod's REST API v2 (here the local platform's management routes), and refuses the job.
-The endpoint keeps the rest of its configuration, FlashBoot included."""
+"""Scale to zero: when the day's budget is spent, the worker scales its own endpoint to zero through
+RunPod's REST API v2 (here the local platform's management routes), refuses the job and stops.
+The endpoint keeps the rest of its configuration, FlashBoot included; `python -m handler.resume`
+brings its workers back once the next budget day begins."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -13,9 +15,11 @@ import pytest
 
 from core.endpoints import create_endpoint, get_endpoint
 from devtools.platform import Platform
+from handler import pause
 from handler.app import create_app
 from handler.budget import Budget
 from handler.errors import ConfigError
+from handler.resume import resume_once
 from handler.store.redis_store import RedisStore
 from tests.engine_support import settings_for
 from tests.platform_support import echo_config
@@ -55,6 +59,8 @@ async def test_spent_budget_scales_the_endpoint_to_zero_and_keeps_flashboot(plat
         out = await app.handler({"id": "late", "input": {"prompt": "one more?", "sampling_params": {"max_tokens": 8}}})
         assert orjson.loads(out["error"])["type"] == "budget_exceeded"
         assert app.engine.starts == 0
+        await asyncio.wait_for(app.over_budget.wait(), 30)  # its first heartbeat: past the limit, it stops
+        assert app.draining and app.concurrency_modifier(1) == 0
     finally:
         await app.aclose()
     saved = await asyncio.to_thread(get_endpoint, endpoint["id"], api_key=KEY)
@@ -64,6 +70,19 @@ async def test_spent_budget_scales_the_endpoint_to_zero_and_keeps_flashboot(plat
     ep = platform.endpoint(endpoint["id"])
     assert (ep.config.workers_min, ep.config.workers_max, ep.config.flashboot) == (0, 0, "PRIORITY_FLASHBOOT")
     await ep.wait_workers(0, timeout=20)  # the running worker is stopped: nothing is billed any more
+
+    # the same day, resume keeps it at zero; on the next budget day it restores workers 1/3
+    assert "stays at zero" in await resume_once(settings)
+    store = RedisStore(redis_url)
+    try:
+        paused = await pause.read(store, settings.budget_namespace)
+        assert paused is not None and (paused.workers_min, paused.workers_max) == (1, 3)
+    finally:
+        await store.close()
+    assert "resumed with workers 1/3" in await resume_once(settings, clock=lambda: time.time() + 86_400)
+    saved = await asyncio.to_thread(get_endpoint, endpoint["id"], api_key=KEY)
+    assert (saved["workers"]["min"], saved["workers"]["max"]) == (1, 3)
+    assert "nothing to resume" in await resume_once(settings)
 
 
 def test_scale_to_zero_needs_the_endpoint_id_and_key() -> None:

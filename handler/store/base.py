@@ -42,14 +42,21 @@ class Hold:
     holder: str
     change: int
     ttl_ms: int
+    target: int = 0  # the reservation this change aims at: set as it is where the holder has none (lapsed)
+
+
+THRESHOLD_ALERT = 1  # BudgetOutcome.alerts: spend reached the alert level (once a day)
+REFUSAL_ALERT = 2  # the day's first refusal (once a day)
 
 
 @dataclass(frozen=True)
 class BudgetOutcome:
     ok: bool  # reserve: the holder's reservation was set (False: refused, over the limit)
-    first: bool  # settle: the job was counted now (False: settled before; nothing counted again)
-    alert: bool  # True for exactly one operation per day: the one that crossed the alert level
+    first: bool  # settle: the job was counted as ended now (False: before; nothing counted again)
+    alerts: int  # THRESHOLD_ALERT | REFUSAL_ALERT: each set for exactly one operation per day
     counts: BudgetCounts
+    job_total: int = 0  # settle: the job's count of the day after it (its largest amount given)
+    server_ms: int = 0  # the store's clock when it answered (Unix ms): the budget's day follows it
 
 
 class _Closable(abc.ABC):
@@ -109,22 +116,29 @@ class BudgetLedger(_Closable):
     @abc.abstractmethod
     async def budget_reserve(self, keys: BudgetKeys, hold: Hold, limit: int, alert_at: int) -> BudgetOutcome:
         """Atomically: drop lapsed reservations; change the holder's reservation by `hold.change`
-        (never under 0) if it shrinks or spent + reserved + change <= limit (limit < 0: none);
-        on refusal, fire the day's alert (alert_at >= 0) if it has not fired."""
+        (never under 0; `hold.target` where it has none) if spent + reserved after it <= limit
+        (limit < 0: none), whether it grows or not; a refusal reports the day's first refusal."""
 
     @abc.abstractmethod
     async def budget_settle(
-        self, keys: BudgetKeys, hold: Hold, job_id: str, amount: int, alert_at: int
+        self, keys: BudgetKeys, hold: Hold, job_id: str, amount: int, alert_at: int, *, final: bool = True
     ) -> BudgetOutcome:
-        """Atomically: count `amount` once per job id, change the holder's reservation (`hold`),
-        report whether spend crossed `alert_at` (< 0: never) for the first time today."""
+        """Atomically: raise the job's count of the day to `amount` (cumulative: only growth is
+        spent), count the job as ended once per id when `final`, change the holder's reservation
+        (`hold`), report whether spend reached `alert_at` (< 0: never) for the first time today."""
 
     @abc.abstractmethod
     async def budget_accrue(
-        self, keys: BudgetKeys, hold: Hold, overhead: Mapping[str, int], alert_at: int
+        self,
+        keys: BudgetKeys,
+        hold: Hold,
+        overhead: Mapping[str, int],
+        alert_at: int,
+        running: Mapping[str, int] | None = None,
     ) -> BudgetOutcome:
         """Atomically: raise the holder's cumulative overhead of the day (by kind, OVERHEAD_KINDS)
-        to the totals given, counting only the growth; change its reservation (`hold`)."""
+        and each running job's count of the day (`running`: job id -> cumulative amount) to the
+        totals given, counting only the growth; change its reservation (`hold`)."""
 
     @abc.abstractmethod
     async def budget_release(self, keys: BudgetKeys, holder: str) -> BudgetCounts:

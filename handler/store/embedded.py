@@ -12,7 +12,15 @@ import time
 from collections.abc import Callable, Mapping
 
 from handler.keys import BudgetKeys
-from handler.store.base import OVERHEAD_KINDS, BudgetCounts, BudgetOutcome, Hold, Store
+from handler.store.base import (
+    OVERHEAD_KINDS,
+    REFUSAL_ALERT,
+    THRESHOLD_ALERT,
+    BudgetCounts,
+    BudgetOutcome,
+    Hold,
+    Store,
+)
 
 
 class EmbeddedStore(Store):
@@ -113,59 +121,85 @@ class EmbeddedStore(Store):
         for holder, deadline in list(exp.items()):
             if deadline <= now:
                 state["reserved"] = state.get("reserved", 0) - res.pop(holder, 0)
+                res[f"{holder}#lapsed"] = 1
                 del exp[holder]
 
     def _hold(self, keys: BudgetKeys, hold: Hold) -> None:
         res, exp, state = self._hash(keys.reservations), self._hash(keys.expiries), self._hash(keys.state)
+        lapsed = res.pop(f"{hold.holder}#lapsed", 0) == 1
         old = res.pop(hold.holder, 0)
-        new = max(0, old + hold.change)
+        new = max(0, hold.target) if lapsed else max(0, old + hold.change)
         state["reserved"] = state.get("reserved", 0) + new - old
         exp.pop(hold.holder, None)
         if new > 0:
             res[hold.holder] = new
             exp[hold.holder] = int(self._now_ms() + max(1, hold.ttl_ms))
 
-    def _outcome(self, keys: BudgetKeys, *, ok: bool = True, first: bool = False, alert: bool = False) -> BudgetOutcome:
+    def _outcome(
+        self, keys: BudgetKeys, *, ok: bool = True, first: bool = False, alerts: int = 0, job_total: int = 0
+    ) -> BudgetOutcome:
         state = self._hash(keys.state)
         values = [state.get(name, 0) for name in ("spent", "reserved", "jobs", "job_spent", *OVERHEAD_KINDS)]
-        return BudgetOutcome(ok=ok, first=first, alert=alert, counts=BudgetCounts(*values))
+        return BudgetOutcome(
+            ok=ok, first=first, alerts=alerts, counts=BudgetCounts(*values), job_total=job_total,
+            server_ms=int(self._now_ms()),
+        )  # fmt: skip
 
-    def _alert_once(self, keys: BudgetKeys, alert_at: int) -> bool:
+    def _threshold_alert(self, keys: BudgetKeys, alert_at: int) -> int:
         state = self._hash(keys.state)
         if alert_at < 0 or state.get("spent", 0) < alert_at or state.get("alerted"):
-            return False
+            return 0
         state["alerted"] = 1
-        return True
+        return THRESHOLD_ALERT
+
+    def _raise_job(self, keys: BudgetKeys, job_id: str, amount: int) -> int:
+        settled, state = self._hash(keys.settled), self._hash(keys.state)
+        old = settled.get(job_id, 0)
+        if amount > old and f"{job_id}#done" not in settled:
+            settled[job_id] = amount
+            for name in ("spent", "job_spent"):
+                state[name] = state.get(name, 0) + amount - old
+            return amount
+        return old
 
     async def budget_reserve(self, keys: BudgetKeys, hold: Hold, limit: int, alert_at: int) -> BudgetOutcome:
         with self._mutex:
             self._sweep(keys)
-            state = self._hash(keys.state)
+            state, res = self._hash(keys.state), self._hash(keys.reservations)
             spent, reserved = state.get("spent", 0), state.get("reserved", 0)
-            if hold.change > 0 and limit >= 0 and spent + reserved + hold.change > limit:
-                alert = alert_at >= 0 and not state.get("alerted")
-                if alert:
-                    state["alerted"] = 1
-                return self._outcome(keys, ok=False, alert=alert)
+            lapsed = f"{hold.holder}#lapsed" in res
+            after = reserved + (max(0, hold.target) if lapsed else hold.change)
+            if limit >= 0 and spent + after > limit:
+                alerts = self._threshold_alert(keys, alert_at)
+                if alert_at >= 0 and not state.get("refused"):
+                    state["refused"] = 1
+                    alerts |= REFUSAL_ALERT
+                return self._outcome(keys, ok=False, alerts=alerts)
             self._hold(keys, hold)
-            return self._outcome(keys)
+            return self._outcome(keys, alerts=self._threshold_alert(keys, alert_at))
 
     async def budget_settle(
-        self, keys: BudgetKeys, hold: Hold, job_id: str, amount: int, alert_at: int
+        self, keys: BudgetKeys, hold: Hold, job_id: str, amount: int, alert_at: int, *, final: bool = True
     ) -> BudgetOutcome:
         with self._mutex:
             self._sweep(keys)
             settled, state = self._hash(keys.settled), self._hash(keys.state)
-            first = job_id not in settled
+            total = self._raise_job(keys, job_id, amount)
+            done = f"{job_id}#done"
+            first = final and done not in settled
             if first:
-                settled[job_id] = amount
-                for name, add in (("spent", amount), ("job_spent", amount), ("jobs", 1)):
-                    state[name] = state.get(name, 0) + add
+                settled[done] = 1
+                state["jobs"] = state.get("jobs", 0) + 1
             self._hold(keys, hold)
-            return self._outcome(keys, first=first, alert=self._alert_once(keys, alert_at))
+            return self._outcome(keys, first=first, alerts=self._threshold_alert(keys, alert_at), job_total=total)
 
     async def budget_accrue(
-        self, keys: BudgetKeys, hold: Hold, overhead: Mapping[str, int], alert_at: int
+        self,
+        keys: BudgetKeys,
+        hold: Hold,
+        overhead: Mapping[str, int],
+        alert_at: int,
+        running: Mapping[str, int] | None = None,
     ) -> BudgetOutcome:
         with self._mutex:
             self._sweep(keys)
@@ -177,13 +211,15 @@ class EmbeddedStore(Store):
                     totals[field] = total
                     state[kind] = state.get(kind, 0) + grown
                     state["spent"] = state.get("spent", 0) + grown
+            for job_id, amount in (running or {}).items():
+                self._raise_job(keys, job_id, int(amount))
             self._hold(keys, hold)
-            return self._outcome(keys, alert=self._alert_once(keys, alert_at))
+            return self._outcome(keys, alerts=self._threshold_alert(keys, alert_at))
 
     async def budget_release(self, keys: BudgetKeys, holder: str) -> BudgetCounts:
         with self._mutex:
             self._sweep(keys)
-            self._hold(keys, Hold(holder, -self._hash(keys.reservations).get(holder, 0), 1))
+            self._hold(keys, Hold(holder, -self._hash(keys.reservations).get(holder, 0), 1, 0))
             return self._outcome(keys).counts
 
     async def budget_read(self, keys: BudgetKeys) -> BudgetCounts:

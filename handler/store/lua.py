@@ -11,8 +11,9 @@ not an integer or out of range"): subtract from 0 instead of negating.
 Budget scripts: KEYS = state, res, res_exp, settled, overhead (one budget day).
 A reservation belongs to a holder (one worker): its worst-case future bill,
 changed at each admission, settlement and heartbeat, and lapsing with the worker.
-Operations carry changes, not values, so they may arrive in any order; only an
-admission's growth is checked against the limit, and only it may grow it.
+Operations carry changes, not values, so they may arrive in any order (with the target
+value for a holder whose reservation lapsed). Only an admission is checked against the limit;
+it is refused whenever spent + reserved would pass it, grown or not.
 """
 
 from __future__ import annotations
@@ -33,14 +34,21 @@ local function sweep(now)
       redis.call('HINCRBY', KEYS[1], 'reserved', 0 - amount)
       redis.call('HDEL', KEYS[2], id)
     end
+    redis.call('HSET', KEYS[2], id .. '#lapsed', 1)
     redis.call('ZREM', KEYS[3], id)
   end
 end
-local function hold(holder, change, now, ttl)
+local function hold(holder, change, target, now, ttl)
   -- changes, not values: a worker's operations travel on several connections and may arrive in
-  -- any order; their sum is the same in every order
+  -- any order; their sum is the same in every order. A holder whose reservation lapsed (an
+  -- outage longer than its ttl) gets its target instead: the changes before it were swept.
   local old = held(holder)
   local new = math.max(0, old + change)
+  if redis.call('HEXISTS', KEYS[2], holder .. '#lapsed') == 1 then
+    -- (read first: a script's first write decides whether a full Redis refuses it, and HDEL passes)
+    new = math.max(0, target)
+    redis.call('HDEL', KEYS[2], holder .. '#lapsed')
+  end
   if new > 0 then
     redis.call('HSET', KEYS[2], holder, new)
     redis.call('ZADD', KEYS[3], now + ttl, holder)
@@ -49,6 +57,18 @@ local function hold(holder, change, now, ttl)
     redis.call('ZREM', KEYS[3], holder)
   end
   if new ~= old then redis.call('HINCRBY', KEYS[1], 'reserved', new - old) end
+end
+local function raise_job(job, amount)
+  -- a job's spend of the day is cumulative: a heartbeat counts the seconds it has used so far,
+  -- its settlement the rest; only growth counts, so a late or repeated one counts nothing twice
+  local old = tonumber(redis.call('HGET', KEYS[4], job) or '0')
+  if amount > old and redis.call('HEXISTS', KEYS[4], job .. '#done') == 0 then
+    redis.call('HSET', KEYS[4], job, amount)
+    redis.call('HINCRBY', KEYS[1], 'spent', amount - old)
+    redis.call('HINCRBY', KEYS[1], 'job_spent', amount - old)
+    return amount
+  end
+  return old
 end
 local function keep(state_ms, jobs_ms)
   redis.call('PEXPIRE', KEYS[1], state_ms)
@@ -60,65 +80,74 @@ local function counts()
   for i = 1, 7 do out[i] = tonumber(v[i] or '0') end
   return out
 end
-local function alert_once(alert_at)
+local function threshold_alert(alert_at)
+  -- 1 for the one operation of the day whose spend reached the alert level
   if alert_at < 0 then return 0 end
   if tonumber(redis.call('HGET', KEYS[1], 'spent') or '0') < alert_at then return 0 end
   return redis.call('HSETNX', KEYS[1], 'alerted', 1)
 end
-local function reply(ok, first, alert)
-  local out = {ok, first, alert}
+local function refusal_alert(alert_at)
+  -- 2 for the day's first refusal
+  if alert_at < 0 then return 0 end
+  return 2 * redis.call('HSETNX', KEYS[1], 'refused', 1)
+end
+local function reply(ok, first, alerts, job_total, now)
+  local out = {ok, first, alerts, job_total, now}
   for _, v in ipairs(counts()) do out[#out + 1] = v end
   return out
 end
 """
 
-# Every budget script answers {ok, first, alert, spent, reserved, jobs, job_spent, boot, engine_start, idle}.
+# Every budget script answers {ok, first, alerts, job_total, server_ms, spent, reserved, jobs, job_spent,
+# boot, engine_start, idle}; alerts: 1 (spend reached the alert level, once a day) + 2 (the day's first
+# refusal); job_total: the settled job's count of the day; server_ms: Redis's clock.
 
-# ARGV: holder, change, limit (-1: none), alert level (-1: none), hold ttl ms, state keep ms, jobs keep ms.
-# The holder's reservation changes by `change`. Growing it must fit under the limit; a refusal
-# fires the day's alert if it has not fired (the budget is at its end).
+# ARGV: holder, change, target, limit (-1: none), alert level (-1: none), hold ttl ms, state keep ms,
+# jobs keep ms. The holder's reservation changes by `change`; spent + reserved with it must fit under
+# the limit, whether it grows or not (a worker whose own tail no longer fits is refused too).
 RESERVE = (
     _BUDGET_PRELUDE
     + """
-local holder, change, limit, alert_at = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local holder, change, target, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local alert_at = tonumber(ARGV[5])
 local now = now_ms()
 sweep(now)
 local c = counts()
-if change > 0 and limit >= 0 and c[1] + c[2] + change > limit then
-  local alert = 0
-  if alert_at >= 0 then alert = redis.call('HSETNX', KEYS[1], 'alerted', 1) end
-  return reply(0, 0, alert)
+local after = c[2] + change
+if redis.call('HEXISTS', KEYS[2], holder .. '#lapsed') == 1 then after = c[2] + math.max(0, target) end
+if limit >= 0 and c[1] + after > limit then
+  return reply(0, 0, threshold_alert(alert_at) + refusal_alert(alert_at), 0, now)
 end
-hold(holder, change, now, tonumber(ARGV[5]))
-keep(ARGV[6], ARGV[7])
-return reply(1, 0, 0)
+hold(holder, change, target, now, tonumber(ARGV[6]))
+keep(ARGV[7], ARGV[8])
+return reply(1, 0, threshold_alert(alert_at), 0, now)
 """
 )
 
-# ARGV: holder, change of its reservation, job id, job amount, alert level, hold ttl ms, state keep ms,
-# jobs keep ms. Counts the job once per id (first = 1 when counted now) and changes the reservation.
+# ARGV: holder, change, target, job id, job amount (its cumulative count of the day), final (1: the
+# job ended), alert level, hold ttl ms, state keep ms, jobs keep ms. Raises the job's count to the
+# amount, counts the job once when final (first = 1 when counted now), changes the reservation.
 SETTLE = (
     _BUDGET_PRELUDE
     + """
-local holder, job, amount = ARGV[1], ARGV[3], tonumber(ARGV[4])
+local holder, job, amount = ARGV[1], ARGV[4], tonumber(ARGV[5])
 local now = now_ms()
 sweep(now)
+local total = raise_job(job, amount)  -- nothing once the job ended: a settlement repeated counts nothing
 local first = 0
-if redis.call('HSETNX', KEYS[4], job, amount) == 1 then
+if ARGV[6] == '1' and redis.call('HSETNX', KEYS[4], job .. '#done', 1) == 1 then
   first = 1
-  redis.call('HINCRBY', KEYS[1], 'spent', amount)
-  redis.call('HINCRBY', KEYS[1], 'job_spent', amount)
   redis.call('HINCRBY', KEYS[1], 'jobs', 1)
 end
-hold(holder, tonumber(ARGV[2]), now, tonumber(ARGV[6]))
-keep(ARGV[7], ARGV[8])
-return reply(1, first, alert_once(tonumber(ARGV[5])))
+hold(holder, tonumber(ARGV[2]), tonumber(ARGV[3]), now, tonumber(ARGV[8]))
+keep(ARGV[9], ARGV[10])
+return reply(1, first, threshold_alert(tonumber(ARGV[7])), total, now)
 """
 )
 
-# ARGV: holder, change of its reservation, alert level, hold ttl ms, state keep ms, jobs keep ms,
-# then the holder's cumulative overhead of the day: boot, engine_start, idle.
-# Cumulative totals make a repeated or late heartbeat harmless: only growth is counted.
+# ARGV: holder, change, target, alert level, hold ttl ms, state keep ms, jobs keep ms, then the holder's
+# cumulative overhead of the day: boot, engine_start, idle; then pairs of a running job's id and its
+# cumulative count of the day. Cumulative totals make a repeated or late heartbeat harmless.
 ACCRUE = (
     _BUDGET_PRELUDE
     + """
@@ -127,7 +156,7 @@ local now = now_ms()
 sweep(now)
 local kinds = {'boot', 'engine_start', 'idle'}
 for i, kind in ipairs(kinds) do
-  local total = tonumber(ARGV[6 + i])
+  local total = tonumber(ARGV[7 + i])
   local field = holder .. ':' .. kind
   local old = tonumber(redis.call('HGET', KEYS[5], field) or '0')
   if total > old then
@@ -136,9 +165,10 @@ for i, kind in ipairs(kinds) do
     redis.call('HINCRBY', KEYS[1], 'spent', total - old)
   end
 end
-hold(holder, tonumber(ARGV[2]), now, tonumber(ARGV[4]))
-keep(ARGV[5], ARGV[6])
-return reply(1, 0, alert_once(tonumber(ARGV[3])))
+for i = 11, #ARGV, 2 do raise_job(ARGV[i], tonumber(ARGV[i + 1])) end
+hold(holder, tonumber(ARGV[2]), tonumber(ARGV[3]), now, tonumber(ARGV[5]))
+keep(ARGV[6], ARGV[7])
+return reply(1, 0, threshold_alert(tonumber(ARGV[4])), 0, now)
 """
 )
 
@@ -148,8 +178,8 @@ RELEASE = (
     + """
 local now = now_ms()
 sweep(now)
-hold(ARGV[1], 0 - held(ARGV[1]), now, 1)
-return reply(1, 0, 0)
+hold(ARGV[1], 0 - held(ARGV[1]), 0, now, 1)
+return reply(1, 0, 0, 0, now)
 """
 )
 
@@ -157,8 +187,9 @@ return reply(1, 0, 0)
 READ = (
     _BUDGET_PRELUDE
     + """
-sweep(now_ms())
-return reply(1, 0, 0)
+local now = now_ms()
+sweep(now)
+return reply(1, 0, 0, 0, now)
 """
 )
 

@@ -47,9 +47,16 @@ SAFE_EVICTION_POLICIES = ("noeviction", "volatile-ttl")
 
 
 def _outcome(values: list[Any]) -> BudgetOutcome:
-    """A budget script's reply: {ok, first, alert, spent, reserved, jobs, job_spent, boot, engine_start, idle}."""
-    counts = BudgetCounts(*(int(v) for v in values[3:10]))
-    return BudgetOutcome(ok=bool(values[0]), first=bool(values[1]), alert=bool(values[2]), counts=counts)
+    """A budget script's reply (handler.store.lua): {ok, first, alerts, job_total, server_ms, counts...}."""
+    counts = BudgetCounts(*(int(v) for v in values[5:12]))
+    return BudgetOutcome(
+        ok=bool(values[0]),
+        first=bool(values[1]),
+        alerts=int(values[2]),
+        counts=counts,
+        job_total=int(values[3]),
+        server_ms=int(values[4]),
+    )
 
 
 def cluster_form(url: str) -> tuple[bool, str]:
@@ -219,22 +226,30 @@ class RedisStore(Store):
         return [STATE_KEEP_SECONDS * 1000, JOBS_KEEP_SECONDS * 1000]
 
     async def budget_reserve(self, keys: BudgetKeys, hold: Hold, limit: int, alert_at: int) -> BudgetOutcome:
-        args: list[str | int] = [hold.holder, hold.change, int(limit), int(alert_at), max(1, hold.ttl_ms)]
+        args: list[str | int] = [hold.holder, hold.change, hold.target, int(limit), int(alert_at), max(1, hold.ttl_ms)]
         args += self._keep()
         return _outcome(await self._call("budget reserve", self._reserve(keys=keys.all(), args=args)))
 
     async def budget_settle(
-        self, keys: BudgetKeys, hold: Hold, job_id: str, amount: int, alert_at: int
+        self, keys: BudgetKeys, hold: Hold, job_id: str, amount: int, alert_at: int, *, final: bool = True
     ) -> BudgetOutcome:
-        args: list[str | int] = [hold.holder, hold.change, job_id, int(amount), int(alert_at), max(1, hold.ttl_ms)]
-        args += self._keep()
+        args: list[str | int] = [hold.holder, hold.change, hold.target, job_id, int(amount), int(final)]
+        args += [int(alert_at), max(1, hold.ttl_ms), *self._keep()]
         return _outcome(await self._call("budget settle", self._settle(keys=keys.all(), args=args)))
 
     async def budget_accrue(
-        self, keys: BudgetKeys, hold: Hold, overhead: Mapping[str, int], alert_at: int
+        self,
+        keys: BudgetKeys,
+        hold: Hold,
+        overhead: Mapping[str, int],
+        alert_at: int,
+        running: Mapping[str, int] | None = None,
     ) -> BudgetOutcome:
         totals = [int(overhead.get(kind, 0)) for kind in OVERHEAD_KINDS]
-        args: list[str | int] = [hold.holder, hold.change, int(alert_at), max(1, hold.ttl_ms), *self._keep(), *totals]
+        args: list[str | int] = [hold.holder, hold.change, hold.target, int(alert_at), max(1, hold.ttl_ms)]
+        args += [*self._keep(), *totals]
+        for job_id, amount in (running or {}).items():
+            args += [job_id, int(amount)]
         return _outcome(await self._call("budget accrue", self._accrue(keys=keys.all(), args=args)))
 
     async def budget_release(self, keys: BudgetKeys, holder: str) -> BudgetCounts:
