@@ -20,7 +20,7 @@ from client.fallback import EndpointSpec, FallbackClient, FallbackResult, Policy
 from client.fallback_async import AsyncFallbackClient
 from client.routed import AsyncRoutedClient, RoutedClient
 from client.routing import Router, Thresholds
-from devtools.fake_jobs import Backend, Fault
+from devtools.fake_jobs import Backend, Fault, JobRecord
 from devtools.fake_runpod import FakeRunPod
 
 FAST = Policy(backoff_initial_s=0.01, backoff_max_s=0.05, poll_initial_s=0.02, poll_max_s=0.1)
@@ -65,6 +65,13 @@ async def run(fake: FakeRunPod, mode: str, job: dict[str, Any], **kw: Any) -> Fa
 MODES = ["sync", "async"]
 
 
+async def wait_stopped(fake: FakeRunPod, job: JobRecord, seconds: float = 10.0) -> None:
+    """Until the job's work has ended in the fake (its task is done). A spot job the client gave up but
+    did not stop runs on (the `slow` fault: an hour) and fails this, which no short sleep could tell."""
+    await fake.jobs.wait(job, seconds)
+    assert job.task is not None and job.task.done(), f"{job.id} ({job.status}) still running {seconds} s on"
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_spot_serves_when_healthy(fake: FakeRunPod, mode: str) -> None:
     result = await run(fake, mode, {"prompt": "hi"})
@@ -96,8 +103,8 @@ async def test_each_spot_fault_falls_back_to_on_demand(
     assert [(a.tier, a.outcome) for a in result.attempts] == [("spot", reason.value), ("on_demand", "served")]
     spot_jobs = fake.jobs_of("spot")
     assert len(spot_jobs) == (1 if spot_job_created else 0)
-    await asyncio.sleep(0.2)  # give a wrongly surviving spot job time to finish
     for job in spot_jobs:
+        await wait_stopped(fake, job)  # a surviving spot job would still run (or have completed)
         assert not job.completed and not job.handler_completed, job
     if reason in (FailureReason.TIMEOUT, FailureReason.NO_CAPACITY):
         assert result.attempts[0].cancelled and spot_jobs[0].cancelled and spot_jobs[0].status == "CANCELLED"
@@ -203,7 +210,8 @@ async def test_cancelled_async_caller_cancels_the_spot_job(fake: FakeRunPod) -> 
         await task
     await client.aclose()
     job = fake.jobs_of("spot")[0]
-    assert job.cancelled and not job.completed
+    await wait_stopped(fake, job)  # stopped, not left to run its hour
+    assert job.cancelled and not job.completed and not job.handler_completed
 
 
 async def test_routed_client_sends_each_size_to_its_tier(fake: FakeRunPod) -> None:

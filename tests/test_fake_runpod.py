@@ -77,7 +77,8 @@ async def test_sdk_cancel_stops_the_job_before_it_completes(fake: FakeRunPod) ->
     answer = await asyncio.to_thread(calls)
     assert answer["status"] == "CANCELLED"
     (job,) = fake.jobs_of("slow")
-    await asyncio.sleep(0.1)
+    await fake.jobs.wait(job, 10.0)  # until its work ends: a job the cancel did not stop runs its 30 s
+    assert job.task is not None and job.task.done(), f"{job.id} ({job.status}) still running after its cancel"
     assert job.cancelled and not job.completed and not job.handler_completed
 
 
