@@ -48,6 +48,7 @@ from core.tables import as_json, table
 FlashBoot = Literal["OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT"]
 CUDA_VERSION = re.compile(r"^\d+\.\d+$")
 TIMEOUT_VARS = ("ENGINE_START_TIMEOUT", "ENGINE_REQUEST_TIMEOUT")
+REST_IDLE_TIMEOUT_S = 10  # REST create's idle timeout when none is given (REQUEST_COUNT scaling refuses one)
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|KEY", re.IGNORECASE)
 Action = Literal["create", "update", "unchanged", "unknown"]
 
@@ -114,6 +115,13 @@ class EndpointConfig(BaseModel):
         defaults = worker_timeout_defaults()
         return round(sum(float(self.env.get(name, defaults[name])) for name in TIMEOUT_VARS) * 1000)
 
+    def endpoint_env(self) -> dict[str, str]:
+        """What the worker's budget must know of the endpoint and cannot read without an API key: its
+        workers max (the margin for workers it may still start) and idle timeout (each worker's
+        billed tail). The endpoint's own values, over any given in [endpoint.env]."""
+        idle = self.idle_timeout if self.scaler_type == "QUEUE_DELAY" else REST_IDLE_TIMEOUT_S
+        return {"ENDPOINT_WORKERS_MAX": str(max(1, self.workers_max)), "ENDPOINT_IDLE_TIMEOUT": str(idle)}
+
     def body(self, template: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The REST v2 create body; with `template`, its container settings under runpod.toml's."""
         template = template or {}
@@ -130,7 +138,7 @@ class EndpointConfig(BaseModel):
         body.update({k: template[k] for k in ("args", "ports", "registry") if template.get(k)})
         body.update(
             disk=self.container_disk_in_gb,
-            env={**(template.get("env") or {}), **self.env},
+            env={**(template.get("env") or {}), **self.env, **self.endpoint_env()},
             gpu={
                 "pools": list(self.gpu_ids),
                 "count": self.gpu_count,

@@ -110,9 +110,10 @@ async def test_deploy_creates_then_updates_only_what_changed(
     capsys.readouterr()
     assert await deploy(changed, "--dry-run") == 0
     out = capsys.readouterr().out
-    assert "update endpoint 'frugal-worker'" in out and "3 change(s)" in out
+    assert "update endpoint 'frugal-worker'" in out and "4 change(s)" in out
     lines = [line.split() for line in out.splitlines()]
     assert ["workers.max", "3", "5"] in lines and ["env.MAX_CONCURRENCY", "64", "32"] in lines
+    assert ["env.ENDPOINT_WORKERS_MAX", "3", "5"] in lines  # the worker's budget follows the endpoint
     assert ["image", "frugal-worker:latest", "frugal-worker:v2"] in lines
     assert writes(calls) == [] and ep.config.workers_max == 3  # a dry run changes nothing
 
@@ -121,7 +122,10 @@ async def test_deploy_creates_then_updates_only_what_changed(
         "HF_HUB_OFFLINE": "1",
         "MAX_CONCURRENCY": "32",
         "DAILY_BUDGET_USD": "0",
-        "BUDGET_SCALE_TO_ZERO": "false",
+        "BUDGET_SCALE_TO_ZERO": "auto",
+        # what the worker's budget must know of the endpoint: its workers max and idle timeout
+        "ENDPOINT_WORKERS_MAX": "5",
+        "ENDPOINT_IDLE_TIMEOUT": "5",
     }
     # one PATCH, of the changed fields alone (a PATCH's env replaces the endpoint's, so it goes whole)
     assert writes(calls) == [
@@ -231,7 +235,7 @@ def test_execution_timeout_is_the_workers_engine_start_plus_request_timeout(tmp_
     assert slow.body()["timeout"] == round((900 + defaults["ENGINE_REQUEST_TIMEOUT"]) * 1000)
     with pytest.raises(ConfigFileError, match="ENGINE_REQUEST_TIMEOUT"):
         load_endpoint_config(
-            toml_with(tmp_path, **{'BUDGET_SCALE_TO_ZERO = "false"': 'ENGINE_REQUEST_TIMEOUT = "soon"'})
+            toml_with(tmp_path, **{'BUDGET_SCALE_TO_ZERO = "auto"': 'ENGINE_REQUEST_TIMEOUT = "soon"'})
         )
 
 

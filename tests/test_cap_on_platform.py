@@ -1,0 +1,79 @@
+"""The cap bounds the bill, not only counts it: the real worker on the local platform, kept busy by
+jobs that never touch the budget (`/v1/models`), stops past the limit and scales its endpoint to zero.
+
+Before, such jobs (and cache hits, and refusals) restarted the idle timer forever: one request every
+4 s held a $0.10 limit to 36x in an hour. The bill here is the platform's ledger (every worker
+process's life), never the budget's own figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from devtools.platform import EndpointConfig, Platform
+from handler.budget import Budget
+from handler.settings import load_settings
+from handler.store.redis_store import RedisStore
+from tests.engine_support import require_model, worker_env
+from tests.platform_support import API_KEY, REPO_ROOT, Client, running_platform
+
+pytestmark = pytest.mark.redis
+PER_SECOND = 1.0  # USD per worker-second: a dollar figure is a number of seconds
+LIMIT = 40.0  # less the fleet margin (2 workers x (2 s start + 7 s tail)): 22 s for this worker
+
+
+@pytest.fixture
+async def platform(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Platform]:
+    require_model("tiny")  # resolved at start; these jobs never start its engine
+    async with running_platform(monkeypatch) as server:
+        yield server
+
+
+async def test_jobs_that_never_spend_cannot_keep_a_worker_billed_past_the_limit(
+    platform: Platform, redis_url: str
+) -> None:
+    namespace = f"cap-{uuid.uuid4().hex[:8]}"
+    env = worker_env(
+        "tiny", REDIS_URL=redis_url, CACHE_NAMESPACE=namespace, BUDGET_NAMESPACE=namespace,
+        GPU_HOURLY_RATE=str(PER_SECOND * 3600), WORKER_BOOT_SECONDS="0", BUDGET_HEARTBEAT_SECONDS="1",
+        DAILY_BUDGET_USD=str(LIMIT), ENDPOINT_IDLE_TIMEOUT="5", ENDPOINT_WORKERS_MAX="2", RUNPOD_API_KEY=API_KEY,
+    )  # fmt: skip
+    config = EndpointConfig(
+        worker_command=[sys.executable, "-m", "handler"], env=env, workers_max=2, idle_timeout=5.0,
+        gpu_hourly_rate=PER_SECOND * 3600, cwd=REPO_ROOT,
+    )  # fmt: skip
+    ep = platform.add_endpoint("cap", config)
+    answered = 0
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as session:
+        client = Client(session, platform.url, "cap")
+        for _ in range(3 * int(LIMIT)):  # a job a second for three times the limit's seconds
+            if ep.config.workers_max == 0:
+                break
+            with contextlib.suppress(TimeoutError):  # queued behind the stop: it waits for a worker
+                status, body = await asyncio.wait_for(
+                    client.call("POST", "runsync", {"input": {"openai_route": "/v1/models"}}), 10
+                )
+                answered += status == 200 and body.get("status") == "COMPLETED"
+            await asyncio.sleep(1.0)
+    await ep.wait_workers(0, timeout=60)
+    billed = ep.billed_seconds() * PER_SECOND  # the platform's ledger: every worker's life
+    store = RedisStore(redis_url)
+    try:
+        state = await Budget(store, load_settings({"BUDGET_NAMESPACE": namespace}).budget).state()
+    finally:
+        await store.close()
+    for entry in ep.ledger():
+        print(f"  {entry.worker_id}: {entry.lifetime_seconds:.1f} s, {entry.jobs_taken} jobs, {entry.stop_reason}")
+    print(f"billed {billed:.1f} of {LIMIT:.0f} ({billed / LIMIT:.2f}); budget spent {state.spent_usd:.1f}; "
+          f"{answered} jobs answered")  # fmt: skip
+    assert answered >= 8  # it served until the limit came near
+    assert (ep.config.workers_min, ep.config.workers_max) == (0, 0)  # RunPod starts no more workers
+    assert billed <= LIMIT  # the promise
+    assert state.spent_usd == pytest.approx(billed, rel=0.1)  # the budget counted what the ledger billed
