@@ -45,8 +45,9 @@ async def resume_once(
         if paused is None:
             return "nothing to resume: no endpoint was scaled to zero by the budget"
         budget = Budget(store, settings.budget, clock=clock)
-        state = await budget.state()  # also takes the store's clock for the day
-        today = budget.today()
+        await budget.accrue(None, 0.0)  # its answer carries the store's clock, which sets the day
+        state = await budget.state()
+        today = state.day
         if not pause.due(paused, today):
             return f"endpoint {paused.endpoint_id} stays at zero: its budget day {paused.day} is not over ({today})"
         if state.limit_usd is not None and (state.remaining_usd or 0.0) <= 0:

@@ -20,6 +20,7 @@ from handler.errors import BudgetExceeded, ConfigError
 from handler.rates import hourly_rate
 from handler.settings import load_settings
 from handler.store.base import Store
+from handler.store.embedded import EmbeddedStore
 
 DAY_ONE = 1_794_908_800.0  # 2026-11-17 09:46:40 UTC
 
@@ -430,3 +431,40 @@ async def test_a_margin_is_kept_free_of_jobs_for_workers_yet_to_start(store: Sto
     state = await late.accrue({"boot": 0.1}, 0.15)
     assert (state.spent_usd, state.reserved_usd) == (pytest.approx(0.6), pytest.approx(0.35))
     assert state.spent_usd + state.reserved_usd <= 1.0  # within the limit: the margin paid for it
+
+
+# --- spent means spent (issue 21) ------------------------------------------------------------
+
+
+async def test_a_running_jobs_seconds_are_spent_with_each_heartbeat(store: Store, namespace: str) -> None:
+    """A heartbeat counts what a running job used so far, so (1) it never hands back used money to
+    another worker and (2) a worker killed mid-job loses at most one heartbeat of it. Before, a job's
+    seconds reached `spent` only when it settled: a SIGKILLed worker's 90 s of a 102 s job were
+    never counted, and its lapsed reservation admitted others into money already spent."""
+    clock = Clock()
+    worker, other = make_budget(store, namespace, clock, hold_ttl=0.3), make_budget(store, namespace, clock)
+    job = await worker.reserve("long", 0.6)  # its worst case
+    await worker.accrue(None, 0.3, {"long": 0.3})  # half done: 0.3 used, 0.3 may still come
+    state = await other.state()
+    assert (state.spent_usd, state.reserved_usd) == (pytest.approx(0.3), pytest.approx(0.3))
+    with pytest.raises(BudgetExceeded):  # 0.3 spent + 0.3 reserved + 0.5 > 1.0: used money is not free
+        await other.reserve("b", 0.5)
+    await worker.accrue(None, 0.1, {"long": 0.5})
+    # the worker is killed here: its reservation lapses, what its job used stays spent
+    await asyncio.sleep(0.5)
+    state = await other.state()
+    assert (state.spent_usd, state.reserved_usd) == (pytest.approx(0.5), 0.0)
+    # had it lived, its settlement counts the rest once: 0.55 in all, not 0.5 + 0.55
+    state = await worker.settle(job, 0.55, 0.0)
+    assert state.spent_usd == pytest.approx(0.55) and state.jobs == 1
+    await worker.accrue(None, 0.0, {"long": 0.6})  # a late heartbeat after the settlement counts nothing
+    assert (await other.state()).spent_usd == pytest.approx(0.55)
+
+
+async def test_the_budget_day_follows_the_stores_clock() -> None:
+    """A worker whose clock is 65 s fast spent on tomorrow before midnight: the day is the store's."""
+    day_end = DAY_ONE + 14 * 3600 + 13 * 60 + 10  # 2026-11-17 23:59:50 UTC by the store
+    store = EmbeddedStore(clock=lambda: day_end)
+    budget = Budget(store, load_settings({"BUDGET_NAMESPACE": "skew", "DAILY_BUDGET_USD": "1"}).budget)
+    await budget.accrue(None, 0.0)  # every budget operation's answer carries the store's clock
+    assert budget.today() == "2026-11-17"  # this machine's clock says otherwise (it is 2026-12 here)
