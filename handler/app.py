@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -137,6 +138,9 @@ class App:
         self._no_jobs = asyncio.Event()
         self._no_jobs.set()
         self._stopping = asyncio.Event()
+        self._idle_timeout = settings.endpoint_idle_timeout  # the endpoint's, once read with the API key
+        self._workers_max = settings.endpoint_workers_max
+        self._endpoint_read: asyncio.Task[None] | None = None
         self.draining = False
         self.over_budget = asyncio.Event()  # set when the worker stopped for the budget
         self._retired = False
@@ -169,8 +173,36 @@ class App:
         """What the budget keeps free of jobs for workers the endpoint may still start."""
         s = self.settings
         boot = PROCESS_START_S + (s.worker_boot_seconds if s.bill_initializing else 0.0)
-        tail = idle_tail_seconds(s.endpoint_idle_timeout, s.budget_heartbeat_seconds)
-        return cost_usd(fleet_margin_seconds(s.endpoint_workers_max, boot, tail), self.rate)
+        tail = idle_tail_seconds(self._idle_timeout, s.budget_heartbeat_seconds)
+        return cost_usd(fleet_margin_seconds(self._workers_max, boot, tail), self.rate)
+
+    async def _read_endpoint(self) -> None:
+        """With an API key: read this endpoint once at start. It proves the key can reach it (else
+        the cap cannot scale it to zero: said once, loudly), and its idle timeout and workers max,
+        the bill's own figures, replace ENDPOINT_IDLE_TIMEOUT and ENDPOINT_WORKERS_MAX."""
+        from core.endpoints import get_endpoint
+        from core.errors import CoreError
+
+        s = self.settings
+        try:
+            endpoint = await asyncio.to_thread(get_endpoint, s.runpod_endpoint_id, api_key=s.runpod_api_key)
+        except CoreError as exc:
+            log.error("RUNPOD_API_KEY cannot read endpoint %s (%s): past the limit the worker cannot scale it to "
+                      "zero, and RunPod may keep starting workers", s.runpod_endpoint_id, exc)  # fmt: skip
+            return
+        workers = endpoint.get("workers") or {}
+        idle, most = workers.get("idleTimeout"), workers.get("max")
+        if isinstance(idle, int | float) and idle > 0 and idle != self._idle_timeout:
+            log.warning("the endpoint's idle timeout is %s s, not ENDPOINT_IDLE_TIMEOUT=%s: the budget uses %s s",
+                        idle, self._idle_timeout, idle)  # fmt: skip
+            self._idle_timeout = float(idle)
+        if isinstance(most, int) and most > 0 and most != self._workers_max:
+            log.warning("the endpoint's workers max is %d, not ENDPOINT_WORKERS_MAX=%d: the budget uses %d",
+                        most, self._workers_max, most)  # fmt: skip
+            self._workers_max = most
+        worker = await self.worker()
+        worker.settings = replace(worker.settings, endpoint_idle_timeout=self._idle_timeout)
+        worker.budget.set_margin(self._fleet_margin_usd())
 
     def _failed(self, exc: WorkerError) -> dict[str, Any]:
         out = error_output(exc)
@@ -248,6 +280,8 @@ class App:
             if self.settings.platform.engine_start_mode == "background":
                 self.meter.worker_ready()
         self._heartbeat = loop.create_task(self._beat_forever(), name="budget-heartbeat")
+        if self._on_exhausted is not None:
+            self._endpoint_read = loop.create_task(self._read_endpoint(), name="endpoint-read")
         if self.settings.daily_budget_usd > 0 and self._on_exhausted is None:
             log.warning(
                 "DAILY_BUDGET_USD is set without scale-to-zero (RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID, "
@@ -353,6 +387,8 @@ class App:
 
     async def aclose(self) -> None:
         self._stopping.set()
+        if self._endpoint_read is not None and not self._endpoint_read.done():
+            self._endpoint_read.cancel()
         if self._heartbeat is not None and not self._heartbeat.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self._heartbeat), STOP_HEARTBEAT_S)

@@ -105,6 +105,10 @@ class Budget:
         self._replaying = asyncio.Lock()
         self._alerts: set[asyncio.Task[None]] = set()
 
+    def set_margin(self, margin_usd: float) -> None:
+        """The margin kept for workers the endpoint may still start (once the endpoint is read)."""
+        self._margin = min(ceil_micro(margin_usd), self._limit) if self._limit >= 0 else 0
+
     # --- the operations ------------------------------------------------------------
     async def reserve(self, job_id: str, exposure_usd: float, *, worst_usd: float = 0.0) -> Reservation:
         """Admit a job: this worker's reservation becomes `exposure_usd`, its worst-case remaining
