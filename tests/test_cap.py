@@ -172,7 +172,7 @@ async def test_settlements_kept_in_an_outage_reach_the_budget_when_it_returns_du
             counted = await Budget(fresh, load_settings(env).budget).state()
         finally:
             await fresh.close()
-        assert (counted.spent_usd, counted.jobs, counted.reserved_usd) == (pytest.approx(0.42), 1, 0.0)
+        assert counted.spent_usd == pytest.approx(0.42) and (counted.jobs, counted.reserved_usd) == (1, 0.0)
         back.cancel()
     finally:
         await store.close()
