@@ -223,6 +223,7 @@ async def test_concurrent_workers_never_overspend(store: Store, namespace: str) 
     in_flight = [0] * len(workers)  # each job may cost 0.01: a worker's exposure is 0.01 per job it holds
     rng = random.Random(5)
     refused = 0
+    settled = [0.0] * len(workers)  # the test's own count of what each worker settled
 
     async def job(i: int) -> None:
         nonlocal refused
@@ -236,7 +237,9 @@ async def test_concurrent_workers_never_overspend(store: Store, namespace: str) 
             return
         await asyncio.sleep(rng.random() * 0.01)
         in_flight[w] -= 1
-        await workers[w].settle(reservation, rng.uniform(0.005, 0.01), 0.01 * in_flight[w])
+        cost = rng.uniform(0.005, 0.01)
+        settled[w] += cost
+        await workers[w].settle(reservation, cost, 0.01 * in_flight[w])
 
     await asyncio.gather(*(job(i) for i in range(300)))
     for worker in workers:  # a settle may have counted a job that was then refused: the heartbeat corrects it
@@ -244,6 +247,31 @@ async def test_concurrent_workers_never_overspend(store: Store, namespace: str) 
     state = await workers[0].state()
     assert state.spent_usd <= 1.0 and state.reserved_usd == 0
     assert refused > 0 and state.jobs + refused == 300
+    # The budget's spend against the amounts settled, counted here. Each worker rounds its running total to
+    # whole micro-dollars, so the two should agree within a micro-dollar per worker; a worker's settlements at
+    # once may still drop or repeat one carried fraction (< 0.5 micro-dollar) each: see the xfail below.
+    assert abs(state.spent_usd - sum(settled)) <= len(workers) * 1e-6 + state.jobs * 0.5e-6
+    assert sum(settled) <= 1.0 + len(workers) * 1e-6 + state.jobs * 0.5e-6  # never overspent, by that count too
+    assert state.jobs_usd == state.spent_usd  # no overhead was counted: all of it is the jobs'
+
+
+async def test_concurrent_settlements_carry_their_fractions(
+    store: Store, namespace: str, request: pytest.FixtureRequest
+) -> None:
+    """A worker's settlements at once keep the fractions of a micro-dollar they carry (the module's promise:
+    what a worker settles sums to its total within a micro-dollar, however small each job is)."""
+    if not isinstance(store, EmbeddedStore):  # the embedded store never yields inside a settlement
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="Budget.settle reads its carried fraction before awaiting the store and writes it after: "
+                "settlements at once on one worker drop each other's fractions (issue 22)",
+            )
+        )
+    budget = make_budget(store, namespace)
+    reservations = [await budget.reserve(f"j{i}", 0.001) for i in range(10)]
+    await asyncio.gather(*(budget.settle(r, 0.4e-6, 0.0) for r in reservations))  # 0.4 micro-dollar each
+    assert (await budget.state()).spent_usd == pytest.approx(4e-6, abs=1e-6)
 
 
 # --- alerts ------------------------------------------------------------------------------
