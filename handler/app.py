@@ -36,7 +36,7 @@ from handler.cache import ResponseCache
 from handler.engine import EngineManager
 from handler.engine_command import answer_fingerprint
 from handler.engine_protocol import Engine
-from handler.errors import ConfigError, InternalError, WorkerError
+from handler.errors import BudgetExceeded, ConfigError, InternalError, WorkerError
 from handler.exposure import PROCESS_START_S, fleet_margin_seconds, idle_tail_seconds
 from handler.model import resolve_model
 from handler.rates import hourly_rate
@@ -142,6 +142,8 @@ class App:
         self._workers_max = settings.endpoint_workers_max
         self._endpoint_read: asyncio.Task[None] | None = None
         self.draining = False
+        self.refusing = False  # past the limit without scale-to-zero: queued jobs are refused at once
+        self._refused_one = asyncio.Event()
         self.over_budget = asyncio.Event()  # set when the worker stopped for the budget
         self._retired = False
 
@@ -219,6 +221,8 @@ class App:
     async def handler(self, job: dict[str, Any]) -> dict[str, Any]:
         """Plain handler: the whole answer (local testing, /runsync of --rp_serve_api)."""
         self.start_background()
+        if self.refusing:
+            return self._refused()
         worker = await self.worker()
         self._job_begins()
         try:
@@ -233,6 +237,9 @@ class App:
     async def generator_handler(self, job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Streaming handler (with return_aggregate_stream, /run and /runsync get the list of pieces)."""
         self.start_background()
+        if self.refusing:
+            yield self._refused()
+            return
         worker = await self.worker()
         self._job_begins()
         try:
@@ -244,6 +251,12 @@ class App:
             yield self._failed(internal_error(job, exc))
         finally:
             self._job_ends()
+
+    def _refused(self) -> dict[str, Any]:
+        self._refused_one.set()
+        return error_output(BudgetExceeded(
+            "daily budget spent: this endpoint takes no more jobs today (the worker refuses the jobs queued for it "
+            "and stops)"))  # fmt: skip
 
     def _job_begins(self) -> None:
         self._jobs_running += 1
@@ -259,6 +272,8 @@ class App:
         the engine; a few while the engine is cold (the endpoint's queue-delay scaler then sees
         the queue and can start other workers); MAX_CONCURRENCY once it runs."""
         self.start_background()  # the SDK calls this inside its loop before taking any job
+        if self.refusing:  # past the limit without scale-to-zero: empty the queue, then leave
+            return self.settings.max_concurrency
         if self.draining:
             return 0
         if self.engine.ready:
@@ -285,8 +300,8 @@ class App:
         if self.settings.daily_budget_usd > 0 and self._on_exhausted is None:
             log.warning(
                 "DAILY_BUDGET_USD is set without scale-to-zero (RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID, "
-                "BUDGET_SCALE_TO_ZERO): past the limit each worker stops, but RunPod may start new ones for queued "
-                "jobs, each billed its start and one heartbeat (README: the cap's bound)"
+                "BUDGET_SCALE_TO_ZERO): past the limit a worker refuses the jobs queued and stops, but RunPod starts "
+                "a new one for each job that arrives later, each billed its start and one heartbeat (README)"
             )
         if self.handle_sigterm and threading.current_thread() is threading.main_thread():
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -331,19 +346,25 @@ class App:
         except Exception:  # the heartbeat must never stop; the next one carries the totals
             log.exception("budget heartbeat failed")
             return
-        if worker.budget.over_limit() and not self.draining:
+        if worker.budget.over_limit() and not (self.draining or self.refusing):
             self._stop_for_budget(worker.budget.snapshot())
 
     def _stop_for_budget(self, state: BudgetState) -> None:
-        """Past the limit: take no more jobs, scale the endpoint to zero (with an API key), let the
-        jobs in flight finish (they are reserved), settle, exit: every job, hit or refusal, would
-        keep this worker billed for its idle tail, which no longer fits."""
-        self.draining = True
+        """Past the limit: every job, hit or refusal, would keep this worker billed for its idle tail,
+        which no longer fits. With scale-to-zero: take no more jobs (queued ones wait for the next
+        day), scale the endpoint to zero, let the jobs in flight finish (they are reserved), settle,
+        exit. Without it RunPod would start a worker for each job left queued: refuse the queued jobs
+        at once, and exit after one heartbeat without a job."""
         log.warning(
             "daily budget %s: %.6f USD spent and %.6f USD reserved of %.2f USD: this worker's idle tail no longer "
-            "fits; it takes no more jobs and exits",
+            "fits; it %s and exits",
             state.day, state.spent_usd, state.reserved_usd, state.limit_usd or 0.0,
+            "takes no more jobs" if self._on_exhausted is not None else "refuses the jobs queued",
         )  # fmt: skip
+        if self._on_exhausted is not None:
+            self.draining = True
+        else:
+            self.refusing = True
         asyncio.get_running_loop().create_task(self._leave_for_budget(state), name="budget-exit")
 
     async def _leave_for_budget(self, state: BudgetState) -> None:
@@ -352,6 +373,12 @@ class App:
                 await asyncio.wait_for(self._on_exhausted(state, self._store), SCALE_DOWN_S)
             except Exception:
                 log.exception("scale-to-zero failed; RunPod may start workers for queued jobs")
+        while self.refusing:  # leave after one heartbeat without a job to refuse
+            self._refused_one.clear()
+            try:
+                await asyncio.wait_for(self._refused_one.wait(), self.settings.budget_heartbeat_seconds)
+            except TimeoutError:
+                break
         await self._no_jobs.wait()
         await self.aclose()
         self.over_budget.set()

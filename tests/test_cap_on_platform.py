@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
+import orjson
 import pytest
 
 from devtools.platform import EndpointConfig, Platform
@@ -22,7 +23,7 @@ from handler.budget import Budget
 from handler.settings import load_settings
 from handler.store.redis_store import RedisStore
 from tests.engine_support import require_model, worker_env
-from tests.platform_support import API_KEY, REPO_ROOT, Client, running_platform
+from tests.platform_support import API_KEY, REPO_ROOT, Client, running_platform, wait_status
 
 pytestmark = pytest.mark.redis
 PER_SECOND = 1.0  # USD per worker-second: a dollar figure is a number of seconds
@@ -77,3 +78,46 @@ async def test_jobs_that_never_spend_cannot_keep_a_worker_billed_past_the_limit(
     assert (ep.config.workers_min, ep.config.workers_max) == (0, 0)  # RunPod starts no more workers
     assert billed <= LIMIT  # the promise
     assert state.spent_usd == pytest.approx(billed, rel=0.1)  # the budget counted what the ledger billed
+
+
+async def test_without_an_api_key_each_worker_started_past_the_limit_exits_at_its_first_heartbeat(
+    platform: Platform, redis_url: str
+) -> None:
+    """No key: RunPod keeps starting workers for queued jobs after the day is spent (100 late starts
+    once billed 1.82x a limit). Each one now sees the spent day at its first heartbeat, refuses the
+    jobs queued for it at once and exits one heartbeat after the last: its bill is its start and a
+    heartbeat (the README's per-start figure), not an idle tail per job. (Left queued, the jobs made
+    the endpoint start 24 workers for 20 jobs.)"""
+    namespace = f"late-{uuid.uuid4().hex[:8]}"
+    env = worker_env(
+        "tiny", REDIS_URL=redis_url, CACHE_NAMESPACE=namespace, BUDGET_NAMESPACE=namespace,
+        GPU_HOURLY_RATE=str(PER_SECOND * 3600), WORKER_BOOT_SECONDS="0", BUDGET_HEARTBEAT_SECONDS="1",
+        DAILY_BUDGET_USD=str(LIMIT), ENDPOINT_IDLE_TIMEOUT="5", ENDPOINT_WORKERS_MAX="2",
+    )  # fmt: skip
+    store = RedisStore(redis_url)
+    try:  # earlier workers spent the day up to the margin kept for late starts
+        spender = Budget(store, load_settings({"BUDGET_NAMESPACE": namespace, "DAILY_BUDGET_USD": str(LIMIT)}).budget)
+        await spender.settle(await spender.reserve("earlier", 22.0), 22.0, 0.0)
+    finally:
+        await store.close()
+    config = EndpointConfig(
+        worker_command=[sys.executable, "-m", "handler"], env=env, workers_max=2, idle_timeout=5.0,
+        gpu_hourly_rate=PER_SECOND * 3600, cwd=REPO_ROOT,
+    )  # fmt: skip
+    ep = platform.add_endpoint("late", config)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as session:
+        client = Client(session, platform.url, "late")
+        jobs = []
+        for i in range(20):  # a job every second: the endpoint keeps starting workers for them
+            jobs.append(await client.run({"prompt": f"one more {i}?", "cache": {"bypass": True}}))
+            await asyncio.sleep(1.0)
+        # refused, not left queued (each queued job would start yet another worker)
+        states = [await wait_status(client, job["id"], {"COMPLETED", "FAILED"}, seconds=60) for job in jobs]
+    assert {orjson.loads(state["error"])["type"] for state in states} == {"budget_exceeded"}
+    await ep.wait_workers(0, timeout=60)
+    lives = [entry.lifetime_seconds for entry in ep.ledger()]
+    print(f"{len(lives)} late workers, lives {[round(s, 1) for s in lives]} s, billed {sum(lives):.1f}")
+    assert len(lives) >= 2  # RunPod kept starting them
+    # each: its process start (about 1-2 s here, more on a loaded machine) and one heartbeat; an
+    # idle tail (5 s) restarted by every refused job would have kept the first alive throughout
+    assert all(life < 5.0 for life in lives), lives
