@@ -215,7 +215,7 @@ class Budget:
         while (state.stale or self._pending or self._unsent_past_days()) and waited < patience_s:
             await asyncio.sleep(RETRY_EVERY_S)
             waited += RETRY_EVERY_S
-            state = await self.accrue(None, 0.0)
+            state = await self.accrue(None, 0.0, running_usd)
         try:
             self._known[state.day] = await self.store.budget_release(self._keys(state.day), self.holder)
             self._held[state.day] = 0
