@@ -21,7 +21,7 @@ from handler.budget import Budget
 from handler.errors import ConfigError
 from handler.resume import resume_once
 from handler.store.redis_store import RedisStore
-from tests.engine_support import settings_for
+from tests.engine_support import require_model, settings_for
 from tests.platform_support import echo_config
 
 pytestmark = pytest.mark.redis
@@ -41,6 +41,7 @@ async def test_spent_budget_scales_the_endpoint_to_zero_and_keeps_flashboot(plat
         "workers": {"min": 1, "max": 3, "idleTimeout": 9}, "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
         "flashboot": "PRIORITY_FLASHBOOT", "timeout": 1_200_000,
     }  # fmt: skip
+    require_model("tiny")  # the app resolves it at start; its engine never starts here
     # workers min 1: an (echo) worker runs, billed, until the scale to zero stops it
     endpoint = await asyncio.to_thread(lambda: create_endpoint(body, api_key=KEY))
     await platform.endpoint(endpoint["id"]).wait_workers(1, timeout=30)
@@ -86,5 +87,6 @@ async def test_spent_budget_scales_the_endpoint_to_zero_and_keeps_flashboot(plat
 
 
 def test_scale_to_zero_needs_the_endpoint_id_and_key() -> None:
+    require_model("tiny")  # the app resolves it before it reads the scale-to-zero settings
     with pytest.raises(ConfigError, match="RUNPOD_ENDPOINT_ID"):
         create_app(settings_for("tiny", BUDGET_SCALE_TO_ZERO="true"))
