@@ -149,7 +149,7 @@ class ChatJob(_Single):
 
 class OpenAIJob(_Single):
     openai_route: OpenAIRoute
-    openai_input: dict[str, Any] = Field(default_factory=dict)
+    openai_input: dict[str, Any] | None = Field(default_factory=dict)  # None: a body-less route (/v1/models)
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,11 @@ class EngineRequest:
     openai: bool = False  # answer in the OpenAI response shape
     cache: CacheSpec = field(default_factory=CacheSpec)
     max_cost_usd: float | None = None
+    # OpenAI routes: the `model` the request named (None: not named), and what its `stream_options`
+    # ask of a streamed answer's usage (the engine itself is always asked for both)
+    model: str | None = None
+    include_usage: bool = False
+    continuous_usage: bool = False
 
     @property
     def max_tokens(self) -> int:
@@ -434,9 +439,36 @@ def _sampling_body(params: SamplingParams, limits: JobLimits) -> dict[str, Any]:
     return body
 
 
+def _openai_model(body: dict[str, Any], prefix: str) -> str | None:
+    """The request's `model` (checked against the served names by the worker), taken out of the body:
+    the engine serves one model under the model's own name."""
+    model = body.pop("model", None)
+    if model is not None and not isinstance(model, str):
+        where = f"{prefix}openai_input.model"
+        raise InputError(f"{where}: must be a string", field=where)
+    return model
+
+
+def _stream_options(body: dict[str, Any], prefix: str) -> tuple[bool, bool]:
+    """The request's `stream_options` (include_usage, continuous_usage_stats), taken out of the body."""
+    options = body.pop("stream_options", None)
+    where = f"{prefix}openai_input.stream_options"
+    if options is None:
+        return False, False
+    if not isinstance(options, dict):
+        raise InputError(f"{where}: must be an object", field=where)
+    flags = []
+    for name in ("include_usage", "continuous_usage_stats"):
+        value = options.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise InputError(f"{where}.{name}: must be a boolean", field=f"{where}.{name}")
+        flags.append(bool(value))
+    return flags[0], flags[1]
+
+
 def _openai_body(job: OpenAIJob, limits: JobLimits, prefix: str) -> dict[str, Any]:
-    body = dict(job.openai_input)
-    body.pop("model", None)  # the worker serves one model; its name is filled in by the engine
+    body = dict(job.openai_input or {})
+    body.pop("model", None)  # taken by `_openai_model`
     if job.openai_route == MODELS_ROUTE:
         return {}
     needed = "messages" if job.openai_route == CHAT_ROUTE else "prompt"
@@ -516,10 +548,13 @@ def parse_single(data: Any, limits: JobLimits, prefix: str = "") -> EngineReques
     model = _SINGLE_KEYS[shapes[0]]
     job = _validate(model, data, prefix)
     if isinstance(job, OpenAIJob):
+        given = dict(job.openai_input or {})
+        named, (include_usage, continuous_usage) = _openai_model(given, prefix), _stream_options(given, prefix)
         body = _openai_body(job, limits, prefix)
         stream = job.stream or bool(body.pop("stream", False))
         body.pop("stream_options", None)
-        req = EngineRequest(job.openai_route, body, stream=stream, openai=True, cache=job.cache)
+        req = EngineRequest(job.openai_route, body, stream=stream, openai=True, cache=job.cache, model=named,
+                            include_usage=include_usage, continuous_usage=continuous_usage)  # fmt: skip
     elif isinstance(job, PromptJob):
         body = {"prompt": job.prompt, **_sampling_body(job.sampling_params, limits)}
         req = EngineRequest(COMPLETIONS_ROUTE, body, stream=job.stream, cache=job.cache)

@@ -3,6 +3,7 @@
     WorkerError                      base; `.type` is the code jobs see
     ├── ConfigError                  bad settings (fails at start-up)
     ├── ValidationFailed             bad job input (names the field)
+    ├── ModelNotFound                an OpenAI request's `model` is none of the served names
     ├── EngineError                  anything about the vLLM child process
     │   ├── EngineStartError         did not become healthy (carries its last log lines)
     │   ├── EngineCrashed            died or dropped the connection mid-request
@@ -46,6 +47,12 @@ class ValidationFailed(WorkerError):
     def of(cls, exc: InputError) -> ValidationFailed:
         """The job's view of a contract error (core.contract raises InputError)."""
         return cls(exc.message, field=exc.field)
+
+
+class ModelNotFound(WorkerError):
+    """OpenAI's `model_not_found`: the request named a model this worker does not serve."""
+
+    type = "model_not_found"
 
 
 class EngineError(WorkerError):

@@ -115,6 +115,18 @@ class Settings(BaseModel):
     max_tokens_limit: int = Field(2048, ge=1, description="Largest `max_tokens` a job may ask for.")
     default_max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1, description="`max_tokens` for jobs that give none.")
 
+    # --- OpenAI routes (worker-vllm's names) -------------------------------------------
+    raw_openai_output: bool = Field(
+        True,
+        description="A streamed OpenAI-route job yields server-sent-event strings (`data: {chunk}`, then "
+        "`data: [DONE]`), which RunPod's /openai/v1 route relays; false: lists of chunk objects.",
+    )
+    openai_served_model_name_override: str = Field(
+        "",
+        description="Another name OpenAI requests may give as `model` (listed first by /v1/models); the model's "
+        "own name is accepted too.",
+    )
+
     # --- cache -------------------------------------------------------------
     redis_url: str = Field(
         "",
@@ -345,6 +357,8 @@ class JobSettings:
     max_prompt_chars: int
     max_batch_size: int
     max_cost_usd_per_job: float
+    raw_openai_output: bool
+    openai_served_model_name_override: str
     max_model_len: int
     seconds_per_token: float
     engine_start_timeout: float

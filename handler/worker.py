@@ -38,12 +38,14 @@ from handler.exposure import (
     idle_tail_seconds,
     max_tokens_for_cost,
 )
+from handler.openai_stream import OpenAIStream, Replay, answer_name, frugal_fields, served_names
 from handler.responses import StreamAccumulator, openai_finish, sum_usage, text_result, usage_of
 from handler.settings import JobSettings
 
 log = logging.getLogger(__name__)
 
 _PER_JOB_FIELDS = ("cached", "timings", "cost_usd", "budget", "cost_bound_usd")
+_CHUNKS = "_chunks"  # a streamed OpenAI answer's chunks, kept with it in the cache (handler.openai_stream)
 
 
 @dataclass
@@ -124,8 +126,10 @@ class Worker:
             "failed": len(results) - len(ok),
         }
 
-    async def stream(self, job_id: str, data: Any) -> AsyncIterator[dict[str, Any]]:
-        """Stream pieces: ``{"text": delta}``... then the final answer; one piece for other jobs."""
+    async def stream(self, job_id: str, data: Any) -> AsyncIterator[Any]:
+        """Stream pieces: ``{"text": delta}``... then the final answer; one piece for other jobs. A
+        streamed OpenAI job yields OpenAI's own stream instead (handler.openai_stream): strings of
+        server-sent events, or lists of chunks (RAW_OPENAI_OUTPUT=0)."""
         job = self._parse(data)
         item = job.items[0]
         if job.batch or not isinstance(item, EngineRequest) or not item.stream:
@@ -158,31 +162,41 @@ class Worker:
     # --------------------------------------------------------- one request
     async def _serve(
         self, job_id: str, req: EngineRequest, *, stream: bool, costs: list[float] | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[Any]:
         timer = _Timer(self._clock, self._clock())
         if req.route == MODELS_ROUTE:  # answered from the worker's own settings: no engine
             yield self._models_listing(timer)
             return
+        # an OpenAI request answers under the name it gave (ModelNotFound when it is not served)
+        name = answer_name(req.model, self.served_names) if req.openai else None
+        shaper = None
+        if stream and name is not None:
+            shaper = OpenAIStream(raw=self.settings.raw_openai_output, include_usage=req.include_usage,
+                                  continuous_usage=req.continuous_usage, model=name)  # fmt: skip
         options = CacheOptions(bypass=req.cache.bypass, refresh=req.cache.refresh, ttl=req.cache.ttl)
-        # OpenAI-shaped answers differ between streamed and plain; text answers do not.
+        # OpenAI-shaped answers are kept as the response or as its chunks; text answers are one shape.
+        # What else a request asks of the shape (RAW_OPENAI_OUTPUT, stream_options, the name) is applied
+        # on the way out.
         key_body = {**req.body, "_openai_stream": stream} if req.openai else req.body
         key = self.cache.key_for(req.route, key_body, options)
         if key is not None:
             hit = await self.cache.get(key, options)
-            if hit is not None:
-                async for piece in self._from_cache(hit, timer, stream):
+            if hit is not None and (shaper is None or _CHUNKS in hit):
+                async for piece in self._from_cache(hit, timer, stream, name, shaper):
                     yield piece
                 return
+            if hit is not None:  # kept without its chunks (by an older worker): made again, and replaced
+                options = replace(options, refresh=True)
         flight = self.cache.flight(key, options) if key is not None else contextlib.nullcontext(None)
         async with flight as leader:
             if leader is not None and leader.result is not None:
-                async for piece in self._from_cache(leader.result, timer, stream):
+                async for piece in self._from_cache(leader.result, timer, stream, name, shaper):
                     yield piece
                 return
             if key is not None:
                 self._background(self.cache.record(hit=False, saved_usd=0.0))
             result: dict[str, Any] = {}
-            async for final, piece in self._generate(job_id, req, timer, stream, costs):
+            async for final, piece in self._generate(job_id, req, timer, stream, costs, shaper=shaper):
                 if final:
                     result = piece
                 else:
@@ -190,28 +204,54 @@ class Worker:
             if leader is not None and not result.get("cost_capped"):
                 # it hands the answer to waiters; errors, empty and cost-capped answers are not stored
                 await leader.store({k: v for k, v in result.items() if k not in _PER_JOB_FIELDS}, options.ttl)
-            yield {k: v for k, v in result.items() if not k.startswith("_")}
+            if shaper is not None:
+                for piece in shaper.end(frugal_fields(result)):
+                    yield piece
+                return
+            yield _named({k: v for k, v in result.items() if not k.startswith("_")}, name)
 
-    async def _from_cache(self, hit: dict[str, Any], timer: _Timer, stream: bool) -> AsyncIterator[dict[str, Any]]:
+    async def _from_cache(
+        self, hit: dict[str, Any], timer: _Timer, stream: bool, name: str | None, shaper: OpenAIStream | None
+    ) -> AsyncIterator[Any]:
         # A hit costs one store read: the budget figures are the last known ones and
         # the statistics are written in the background.
         state = self.budget.snapshot()
         self._background(self.cache.record(hit=True, saved_usd=float(hit.get("_cost_usd", 0.0))))
         answer = {k: v for k, v in hit.items() if not k.startswith("_")}
+        fields = {"cached": True, "cost_usd": 0.0, "timings": timer.timings(), "budget": state.to_dict()}
+        if shaper is not None:  # a streamed OpenAI answer replays its chunks, as the engine's were shaped
+            for chunk in hit[_CHUNKS]:
+                for piece in shaper.add(chunk):
+                    yield piece
+            for piece in shaper.end(fields):
+                yield piece
+            return
         if stream and answer.get("text"):
             yield {"text": answer["text"]}
-        yield {**answer, "cached": True, "cost_usd": 0.0, "timings": timer.timings(), "budget": state.to_dict()}
+        yield _named({**answer, **fields}, name)
+
+    @property
+    def served_names(self) -> list[str]:
+        """The names OpenAI requests may give as `model` (OPENAI_SERVED_MODEL_NAME_OVERRIDE, the model's)."""
+        return served_names(self.model.name, self.settings.openai_served_model_name_override)
 
     def _models_listing(self, timer: _Timer) -> dict[str, Any]:
-        model = {"id": self.model.name, "object": "model", "created": 0, "owned_by": "frugal-worker",
-                 "root": self.model.name,
-                 "max_model_len": self.model.max_model_len or self.settings.max_model_len}  # fmt: skip
-        return {"object": "list", "data": [model], "usage": usage_of(None), "finish_reason": None, "cached": False,
+        models = [{"id": name, "object": "model", "created": 0, "owned_by": "frugal-worker", "root": self.model.name,
+                   "max_model_len": self.model.max_model_len or self.settings.max_model_len}
+                  for name in self.served_names]  # fmt: skip
+        return {"object": "list", "data": models, "usage": usage_of(None), "finish_reason": None, "cached": False,
                 "cost_usd": 0.0, "timings": timer.timings(), "budget": self.budget.snapshot().to_dict()}  # fmt: skip
 
     async def _generate(
-        self, job_id: str, req: EngineRequest, timer: _Timer, stream: bool, costs: list[float] | None
-    ) -> AsyncIterator[tuple[bool, dict[str, Any]]]:
+        self,
+        job_id: str,
+        req: EngineRequest,
+        timer: _Timer,
+        stream: bool,
+        costs: list[float] | None,
+        *,
+        shaper: OpenAIStream | None = None,
+    ) -> AsyncIterator[tuple[bool, Any]]:
         """Yields (False, stream piece)... then (True, the answer)."""
         # each attempt is billed on its own (a job id may come again: a retry, a local test)
         job_id = f"{job_id}/{uuid.uuid4().hex[:12]}"
@@ -226,15 +266,19 @@ class Worker:
         usage: dict[str, int] = {}
         try:
             if stream:  # pieces as they come; the meter sees tokens as they are made
-                acc = StreamAccumulator(req.route)
+                acc, replay = StreamAccumulator(req.route), Replay(req.route)
                 async for chunk in self.engine.stream(req.route, req.body):
                     text, tokens = acc.add(chunk)
                     self.meter.add_tokens(job_id, tokens)
-                    if req.openai:
-                        yield False, chunk  # raw OpenAI chunks, as the reference worker streams them
+                    if shaper is not None:  # OpenAI's own stream, as the reference worker yields it
+                        replay.add(chunk)
+                        for piece in shaper.add(chunk):
+                            yield False, piece
                     elif text:
                         yield False, {"text": text}
                 result = acc.result()
+                if shaper is not None:
+                    result[_CHUNKS] = replay.chunks
             else:  # one plain request: streaming costs the engine and the worker ~30% of throughput
                 raw = await self.engine.request(req.route, req.body)
                 result = {**raw, "finish_reason": openai_finish(raw)} if req.openai else text_result(raw, req.route)
@@ -359,3 +403,8 @@ class Worker:
 
     def _job_fields(self, cost: float, timer: _Timer, state: BudgetState) -> dict[str, Any]:
         return {"cached": False, "cost_usd": cost, "timings": timer.timings(), "budget": state.to_dict()}
+
+
+def _named(answer: dict[str, Any], name: str | None) -> dict[str, Any]:
+    """An OpenAI response under the name the request gave (the engine answers under the model's own)."""
+    return {**answer, "model": name} if name is not None and "model" in answer else answer

@@ -115,13 +115,18 @@ async def test_stream_aggregates_to_the_plain_answer(tiny_app: App) -> None:
 
 async def test_openai_stream_yields_raw_chunks(tiny_app: App) -> None:
     body = {"messages": [{"role": "user", "content": "go"}], "max_tokens": 6, "temperature": 0, "stream": True,
-            "ignore_eos": True}  # fmt: skip
+            "ignore_eos": True, "stream_options": {"include_usage": True}}  # fmt: skip
     pieces = [
         p async for p in tiny_app.generator_handler(job({"openai_route": "/v1/chat/completions", "openai_input": body}))
     ]
-    chunks = [p for p in pieces if p.get("object") == "chat.completion.chunk"]
-    assert chunks, pieces
-    assert pieces[-1]["usage"]["completion_tokens"] == 6
+    # OpenAI's server-sent events, as worker-vllm yields them (RAW_OPENAI_OUTPUT=1): [DONE] last
+    events = [e.removeprefix("data: ") for p in pieces for e in p.split("\n\n") if e]
+    assert events[-1] == "[DONE]", pieces
+    chunks = [orjson.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[-2]["choices"][0]["finish_reason"] == "length"
+    last = chunks[-1]  # include_usage: the usage chunk, with the worker's own fields
+    assert last["choices"] == [] and last["usage"]["completion_tokens"] == 6 and "cost_usd" in last
 
 
 async def test_many_concurrent_jobs_all_answer(tiny_app: App) -> None:

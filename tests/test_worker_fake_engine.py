@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 
 from devtools.fake_engine import FakeEngine, SimClock
@@ -108,12 +109,13 @@ async def test_a_crash_mid_stream_passes_the_pieces_made_and_pays_for_them(names
     engine.crash(after_tokens=2, match="river")
     job = {"openai_route": "/v1/chat/completions", "openai_input": {
         "messages": [{"role": "user", "content": "a river runs"}], "max_tokens": 8, "stream": True}}  # fmt: skip
-    pieces: list[dict[str, Any]] = []
+    pieces: list[str] = []
     with pytest.raises(EngineCrashed):
         async for piece in worker.stream("c1", job):
             pieces.append(piece)
-    # raw OpenAI chunks: the role, then two tokens; the crash ends the stream
-    assert [p["choices"][0]["delta"] for p in pieces] == [{"role": "assistant", "content": ""}, {"content": " a"},
+    # OpenAI's server-sent events: the role, then two tokens; the crash ends the stream (no [DONE])
+    chunks = [orjson.loads(event.removeprefix("data: ")) for p in pieces for event in p.split("\n\n") if event]
+    assert [c["choices"][0]["delta"] for c in chunks] == [{"role": "assistant", "content": ""}, {"content": " a"},
                                                           {"content": " river"}]  # fmt: skip
     state = await worker.budget.state()
     assert (state.jobs, state.jobs_usd) == (1, pytest.approx(2 * 0.02 * USD_PER_S, abs=1e-12))
