@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from devtools.redis_server import RedisClusterNodes, RedisServer, existing_or_new, make_certs
+from devtools.redis_server import RedisClusterNodes, RedisServer, delete_namespace, existing_or_new, make_certs
 from handler.app import App, create_app
 from handler.store.base import Store
 from handler.store.embedded import EmbeddedStore
@@ -38,8 +39,8 @@ async def tiny_app(redis_url: str) -> AsyncIterator[App]:
 
 # --- Redis and store fixtures (cache and budget tests) -------------------------------
 # A real Redis: REDIS_URL when a server answers there, else a private redis-server
-# started for the session. Each test gets its own CACHE_NAMESPACE; its keys are
-# flushed after it (the whole db when the server is private to this run).
+# started for the session. Each test gets its own namespace; the `store` fixture deletes
+# that namespace's keys after it, and nothing else.
 
 
 @pytest.fixture(scope="session")
@@ -89,15 +90,13 @@ async def store(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator
         yield deployed
         await deployed.close()
         return
-    url, owned = request.getfixturevalue("redis_server_info")
+    url = request.getfixturevalue("redis_url")
     redis_store = RedisStore(url)
     yield redis_store
-    if owned:
-        await redis_store.client.flushdb()
-    else:
-        async for key in redis_store.client.scan_iter(match=f"*{namespace}*"):
-            await redis_store.client.delete(key)
     await redis_store.close()
+    # its own keys only: the server may be shared (REDIS_URL), and the session's tiny_app keeps its
+    # cache and budget on the same private server
+    await asyncio.to_thread(delete_namespace, url, namespace)
 
 
 @pytest.fixture(scope="session")
