@@ -24,6 +24,7 @@ job-stop, ping) against this server. Modules, one concern each:
     ledger         the bill: per-worker states over time, totals at a GPU price
     endpoint       one live endpoint: control loop, health, the library API
     routes_client  /run /runsync /status /stream /cancel /retry /purge-queue /health, rate limits
+    routes_openai  RunPod's OpenAI route /openai/v1/...: a job per request, plain or relayed as events
     routes_worker  the SDK's webhooks (documents what the SDK does with them)
     management     REST v2 /v2/serverless and GraphQL saveEndpoint
     routes_admin   /_platform/...: ledger, timeline, workers, logs, jobs, faults

@@ -120,3 +120,4 @@ class Limits:
     stop_poll_hold: float = 10.0  # job-stop long-poll
     stopping_take_hold: float = 0.2  # a stopping worker's job-take: 204 after this (keeps the SDK loop from spinning)
     tick: float = 0.05  # the scaler's and the timers' resolution (s)
+    openai_wait_s: float = 600.0  # /openai/v1: how long a request waits for its answer (the openai client's timeout)

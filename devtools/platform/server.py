@@ -5,7 +5,7 @@
         ...                                            # runpod SDK: RUNPOD_ENDPOINT_BASE_URL=f"{platform.url}/v2"
     # leaving stops every worker (SIGTERM, grace, SIGKILL) and waits for each process to exit
 
-Authentication: caller routes (/v2/{ep}/run ...) and management (/v2/serverless,
+Authentication: caller routes (/v2/{ep}/run ..., /v2/{ep}/openai/v1/...) and management (/v2/serverless,
 /graphql) need an `Authorization` header (`Bearer <key>`); with `api_key`
 given, that key. Worker webhooks need the key the platform put in the workers'
 `RUNPOD_AI_API_KEY`. The platform's own routes (/_platform) are open.
@@ -35,6 +35,7 @@ from devtools.platform.management import ManagementRoutes
 from devtools.platform.process import worker_env
 from devtools.platform.routes_admin import AdminRoutes
 from devtools.platform.routes_client import ClientRoutes, error
+from devtools.platform.routes_openai import OpenAIRoutes, openai_error
 from devtools.platform.routes_worker import WorkerRoutes
 
 WORKER_ROUTES = frozenset({"job-take", "job-take-batch", "job-done", "job-stream", "job-stop", "ping"})
@@ -73,6 +74,7 @@ class Platform:
         app.add_routes(self.management.routes())  # before /v2/{ep}/...: `serverless` is not an endpoint id
         app.add_routes(WorkerRoutes(self.endpoints, self.limits).routes())
         app.add_routes(ClientRoutes(self.endpoints.get, self.limits).routes())
+        app.add_routes(OpenAIRoutes(self.endpoints.get, self.limits).routes())
         app.add_routes(AdminRoutes(self).routes())
         # shutdown_timeout: requests still open when the platform stops (a /runsync waiting) are cut after 1 s
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=False, shutdown_timeout=1.0)
@@ -149,6 +151,8 @@ class Platform:
                 await asyncio.sleep(self.limits.stopping_take_hold)  # a misconfigured SDK loop retries at once
                 return error(401, "worker key refused")
         elif not token or (self.api_key is not None and token != self.api_key):
+            if len(parts) > 3 and parts[1] == "v2" and parts[3] == "openai":
+                return openai_error(401, "Unauthorized", "authentication_error")
             return error(401, "Unauthorized")
         response = await handler(request)
         return response
