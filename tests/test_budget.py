@@ -84,22 +84,25 @@ async def test_settle_is_idempotent_and_release_gives_back(store: Store, namespa
 
 
 async def test_a_crashed_workers_reservation_lapses(store: Store, namespace: str) -> None:
-    crashed = make_budget(store, namespace, hold_ttl=0.3)
+    # a 1 s hold: the refusal below must come before it lapses, even on a loaded machine
+    crashed = make_budget(store, namespace, hold_ttl=1.0)
     await crashed.reserve("lost", 0.9)  # the worker dies here: never settled nor released
     alive = make_budget(store, namespace)
     with pytest.raises(BudgetExceeded):
         await alive.reserve("next", 0.5)
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(1.1)  # past the hold, counted from its last change (the store's clock)
     await alive.reserve("next", 0.5)
     state = await alive.state()
     assert state.reserved_usd == pytest.approx(0.5) and state.spent_usd == 0
 
 
 async def test_the_heartbeat_renews_a_reservation(store: Store, namespace: str) -> None:
-    worker = make_budget(store, namespace, hold_ttl=0.3)
+    worker = make_budget(store, namespace, hold_ttl=1.0)
     await worker.reserve("long", 0.9)
-    for _ in range(4):  # the job runs longer than the hold's ttl; the heartbeat keeps it
-        await asyncio.sleep(0.15)
+    # the job runs longer than the hold's ttl (1.2 s); the heartbeat keeps it. Beats 0.1 s apart: a
+    # beat may be late by 0.9 s (a loaded machine) before the hold lapses under it
+    for _ in range(12):
+        await asyncio.sleep(0.1)
         await worker.accrue(None, 0.9)
     with pytest.raises(BudgetExceeded):
         await make_budget(store, namespace).reserve("other", 0.5)
@@ -470,7 +473,8 @@ async def test_a_running_jobs_seconds_are_spent_with_each_heartbeat(store: Store
     seconds reached `spent` only when it settled: a SIGKILLed worker's 90 s of a 102 s job were
     never counted, and its lapsed reservation admitted others into money already spent."""
     clock = Clock()
-    worker, other = make_budget(store, namespace, clock, hold_ttl=0.3), make_budget(store, namespace, clock)
+    # a 1 s hold: the refusal below must come before it lapses, even on a loaded machine
+    worker, other = make_budget(store, namespace, clock, hold_ttl=1.0), make_budget(store, namespace, clock)
     job = await worker.reserve("long", 0.6)  # its worst case
     await worker.accrue(None, 0.3, {"long": 0.3})  # half done: 0.3 used, 0.3 may still come
     state = await other.state()
@@ -479,7 +483,7 @@ async def test_a_running_jobs_seconds_are_spent_with_each_heartbeat(store: Store
         await other.reserve("b", 0.5)
     await worker.accrue(None, 0.1, {"long": 0.5})
     # the worker is killed here: its reservation lapses, what its job used stays spent
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(1.1)
     state = await other.state()
     assert (state.spent_usd, state.reserved_usd) == (pytest.approx(0.5), 0.0)
     # had it lived, its settlement counts the rest once: 0.55 in all, not 0.5 + 0.55

@@ -43,10 +43,13 @@ async def client(platform: Platform) -> AsyncIterator[Client]:
 
 
 async def test_ttl_deletes_the_job_and_policy_bounds_are_checked(client: Client) -> None:
+    started = time.monotonic()
     job = await client.run({"n": 1}, policy={"ttl": 300, "lowPriority": True})
     assert (await client.status(job["id"])) == (200, {"id": job["id"], "status": "IN_QUEUE"})
-    await asyncio.sleep(0.45)
-    assert (await client.status(job["id"]))[0] == 404
+    while (await client.status(job["id"]))[0] != 404:  # deleted at its ttl, by the platform's next tick
+        assert time.monotonic() - started < 10, "the job outlived its 300 ms ttl"
+        await asyncio.sleep(0.02)
+    assert time.monotonic() - started >= 0.3
     for policy in ({"ttl": 50}, {"executionTimeout": 10}, {"ttl": "soon"}, {"priority": 1}, {"lowPriority": "yes"}):
         code, body = await client.call("POST", "run", {"input": {}, "policy": policy})
         assert code == 400, (policy, body)
@@ -82,7 +85,8 @@ async def test_runsync_wait_is_clamped_and_answers_the_queued_state(client: Clie
     started = time.monotonic()
     code, state = await client.call("POST", "runsync?wait=1", {"input": {}})
     assert code == 200 and state["status"] == "IN_QUEUE"
-    assert 0.3 <= time.monotonic() - started < 2.0  # clamped up to the minimum (300 ms in these limits)
+    # clamped up to the minimum (300 ms in these limits), never the 90 s default
+    assert 0.3 <= time.monotonic() - started < 30.0
     code, health = await client.call("GET", "health")
     assert health["jobs"]["inQueue"] == 1 and health["workers"]["idle"] == 0
 

@@ -69,7 +69,8 @@ async def test_a_throttled_cheap_tier_falls_back_within_the_callers_deadline(pla
     assert (result.tier, result.output["echo"], first.outcome, first.cancelled) == (
         "on_demand", {"n": 1}, "start_timeout", True)  # fmt: skip
     assert "throttled workers" in first.message
-    assert 1.0 <= first.seconds < 2.0 and took < 15.0  # gave up at the time-to-start, not at the 20 s timeout
+    # gave up at the 1 s time-to-start (its cancel included), not at the 20 s timeout nor the caller's 15 s
+    assert 1.0 <= first.seconds < 10.0 and took < 15.0
     # the cheap job can never run later: it is cancelled, and it carried a ttl (its budget + margin)
     job = cheap.board.jobs[first.job_id or ""]
     assert job.status == "CANCELLED" and job.policy.ttl == pytest.approx(15.0 + 5.0)  # the budget left, + margin
