@@ -8,6 +8,8 @@ tests/test_openai_route_engine.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -223,3 +225,29 @@ async def test_a_streamed_hit_comes_as_one_piece_without_the_engine(oa: OpenAIEn
     chunks = [chunk async for chunk in stream]
     assert time.monotonic() - started < 1.0
     assert extra(chunks[-1])["cached"] is True and len(chunks) == 2  # the role, then the whole text
+
+
+def readme_example() -> str:
+    """The README's example under "Calling it with the openai client"."""
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text[text.index("## Calling it with the openai client") :]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+async def test_the_readmes_example_runs_as_written(platform: Platform, oa: OpenAIEndpoint) -> None:
+    code = readme_example().replace("https://api.runpod.ai/v2", f"{platform.url}/v2")
+    names: dict[str, Any] = {"RUNPOD_API_KEY": API_KEY, "ENDPOINT_ID": "oa"}
+    out = io.StringIO()
+
+    def run() -> None:
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, "README.md", "exec"), names)  # the README's own example
+
+    await asyncio.to_thread(run)
+    lines = out.getvalue().splitlines()
+    answer, last = names["answer"], names["chunk"]
+    assert names["MODEL"] == OVERRIDE and answer.model == OVERRIDE
+    assert lines[0] == answer.choices[0].message.content == " What is the capital of France? What is"
+    assert lines[1] == f"False {extra(answer)['cost_usd']}"
+    assert lines[2] == " Name three rivers. Name three rivers. Name three"
+    assert lines[3].split() == [str(last.usage.completion_tokens), "False", str(extra(last)["cost_usd"])]
