@@ -183,6 +183,33 @@ async def test_a_spent_budget_is_a_429_insufficient_quota_the_client_does_not_re
     assert len(ep.board.jobs) == 1  # one job: no retry kept a worker busy
 
 
+# a worker whose stream fails after its first chunk, as this worker's app ends a stream the engine broke
+MIDSTREAM_WORKER = (
+    "import runpod\n"
+    f"ERROR = {error_output(EngineCrashed('the engine exited during the request'))!r}\n"
+    'CHUNK = \'data: {"id": "c", "object": "text_completion", "created": 0, "model": "m", \''
+    '\'"choices": [{"index": 0, "text": " half", "finish_reason": null}]}\\n\\n\'\n'
+    "async def handler(job):\n"
+    "    yield CHUNK\n"
+    "    yield ERROR\n"
+    "runpod.serverless.start({'handler': handler, 'return_aggregate_stream': True})\n"
+)
+
+
+async def test_a_stream_that_fails_midway_ends_with_an_error_event(platform: Platform) -> None:
+    config = EndpointConfig([sys.executable, "-c", MIDSTREAM_WORKER], workers_max=1, idle_timeout=60.0, cwd=REPO_ROOT)
+    platform.add_endpoint("oa-midway", config)
+    _, aclient = clients(platform, "oa-midway")
+    stream = await aclient.completions.create(model=NAME, prompt="break", max_tokens=4, stream=True)
+    seen = []
+    with pytest.raises(openai.APIError) as raised:
+        async for chunk in stream:
+            seen.append(chunk)
+    assert chunks_text(seen) == " half"  # the chunk made before the failure reached the client
+    assert raised.value.message == "the engine exited during the request"
+    assert isinstance(raised.value.body, dict) and raised.value.body["code"] == "engine_crashed"
+
+
 @pytest.mark.parametrize(
     ("error", "status", "kind"),
     [
