@@ -10,8 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
+from core.contract import parse_single
 from handler.app import App, create_app
-from handler.exposure import EXIT_ALLOWANCE_S, REQUEST_FLOOR_S
+from handler.billing import work_units
+from handler.exposure import EXIT_ALLOWANCE_S, REQUEST_FLOOR_S, alone_seconds
 from tests.engine_support import settings_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.redis]
@@ -174,8 +176,10 @@ async def test_no_job_costs_more_than_its_bound(tiny_app: App) -> None:
 
 async def test_max_cost_usd_caps_the_tokens_and_says_so(tiny_app: App) -> None:
     rate_per_s = tiny_app.rate / 3600
-    pace = tiny_app.meter.seconds_per_token()
-    cap = (REQUEST_FLOOR_S + 10 * pace) * rate_per_s  # a request's floor and ten tokens at the slowest pace
+    paces = tiny_app.meter.paces()
+    prompt = parse_single({"prompt": "Go"}, tiny_app.settings.limits).prompt_tokens_max
+    # a request's floor, its prompt and ten tokens at the slowest paces measured
+    cap = (REQUEST_FLOOR_S + alone_seconds(prompt, 10, work_units(prompt, 10), paces)) * rate_per_s
     job = {"prompt": "Go", "sampling_params": {"max_tokens": 200, "ignore_eos": True}, "max_cost_usd": cap,
            "cache": {"bypass": True}}  # fmt: skip
     out = await ask(tiny_app, job)
