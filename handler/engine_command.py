@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
 import shlex
 import sys
@@ -103,7 +105,40 @@ def engine_args(settings: EngineSettings, model: ModelRef, device: str, port: in
             args += ["--kv-cache-memory-bytes", str(settings.kv_cache_memory_bytes)]
         if settings.tensor_parallel_size > 1:
             args += ["--tensor-parallel-size", str(settings.tensor_parallel_size)]
-    return args + settings.extra_args
+    return args + feature_args(settings) + settings.extra_args
+
+
+def feature_args(settings: EngineSettings) -> list[str]:
+    """vLLM arguments of the settings that carry worker-vllm's names (handler.compat); all in the fingerprint."""
+    args: list[str] = []
+    if settings.trust_remote_code:
+        args += ["--trust-remote-code"]
+    if settings.tokenizer_name:
+        args += ["--tokenizer", settings.tokenizer_name]
+    if settings.custom_chat_template:
+        args += ["--chat-template", settings.custom_chat_template]
+    if settings.enable_prefix_caching != "auto":
+        args += [
+            "--enable-prefix-caching" if settings.enable_prefix_caching == "true" else "--no-enable-prefix-caching"
+        ]
+    if settings.kv_cache_dtype != "auto":
+        args += ["--kv-cache-dtype", settings.kv_cache_dtype]
+    if settings.max_num_batched_tokens:
+        args += ["--max-num-batched-tokens", str(settings.max_num_batched_tokens)]
+    if settings.enable_auto_tool_choice:
+        args += ["--enable-auto-tool-choice"]
+    if settings.tool_call_parser:
+        args += ["--tool-call-parser", settings.tool_call_parser]
+    if settings.reasoning_parser:
+        args += ["--reasoning-parser", settings.reasoning_parser]
+    if settings.speculative_config:
+        args += ["--speculative-config", settings.speculative_config]
+    adapters = settings.lora_adapters
+    if settings.enable_lora or adapters:
+        args += ["--enable-lora"]
+    if adapters:
+        args += ["--lora-modules", *(adapter.to_vllm() for adapter in adapters)]
+    return args
 
 
 ENGINE_CACHE_FOLDER = "vllm-cache"  # inside a model folder: the compile cache `builder warm` made for it
@@ -147,9 +182,21 @@ def engine_env(
     return env
 
 
+FILE_FLAGS = ("--chat-template", "--config")  # flags that may name a file whose contents change answers
+
+
+def file_digests(args: list[str]) -> dict[str, str]:
+    """sha256 of each file a FILE_FLAGS flag names (a chat template may be given inline instead)."""
+    digests = {}
+    for flag, value in itertools.pairwise(args):
+        if flag in FILE_FLAGS and Path(value).is_file():
+            digests[value] = hashlib.sha256(Path(value).read_bytes()).hexdigest()
+    return digests
+
+
 def answer_fingerprint(settings: EngineSettings, model: ModelRef, device: str) -> dict[str, object]:
     """Everything about the engine that changes answers (part of every cache key)."""
-    return {
+    fingerprint: dict[str, object] = {
         "model": model.name,
         "path": model.path,
         "revision": model.revision,
@@ -161,3 +208,11 @@ def answer_fingerprint(settings: EngineSettings, model: ModelRef, device: str) -
         "compile": resolve_compile(settings, device),  # compiled kernels may round differently
         "extra_args": settings.extra_args,
     }
+    # only when set, so that a deployment without them keeps the cache keys it had
+    features = feature_args(settings)
+    if features:
+        fingerprint["features"] = features
+    files = file_digests(features + settings.extra_args)
+    if files:
+        fingerprint["files"] = files
+    return fingerprint

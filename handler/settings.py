@@ -12,6 +12,8 @@ concern; the app (handler.app) is the one place that holds them all.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shlex
 from collections.abc import Mapping
@@ -20,12 +22,15 @@ from pathlib import Path
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.contract import DEFAULT_MAX_TOKENS, JobLimits
+from handler.compat import translate
+from handler.compat_rules import LoraModule, parse_lora_modules
 from handler.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")  # +cluster: Redis Cluster
 
 
@@ -68,6 +73,29 @@ class Settings(BaseModel):
     )
     max_num_seqs: int = Field(64, ge=1, description="vLLM --max-num-seqs: sequences batched at once.")
     tensor_parallel_size: int = Field(1, ge=1, description="vLLM --tensor-parallel-size for multi-GPU workers.")
+    # worker-vllm's engine settings under its names (README: Coming from worker-vllm; handler.compat)
+    trust_remote_code: bool = Field(False, description="vLLM --trust-remote-code: run the model repository's code.")
+    custom_chat_template: str = Field(
+        "", description="vLLM --chat-template: a Jinja chat template, or a file holding one; empty: the model's."
+    )
+    tokenizer_name: str = Field("", description="vLLM --tokenizer: a hub id or folder; empty: the model's tokenizer.")
+    enable_prefix_caching: Literal["auto", "true", "false"] = Field(
+        "auto", description="vLLM --enable-prefix-caching (true) or --no-enable-prefix-caching (false); auto: vLLM's."
+    )
+    kv_cache_dtype: str = Field("auto", description="vLLM --kv-cache-dtype (`fp8`, ...); auto: vLLM's choice.")
+    max_num_batched_tokens: int = Field(0, ge=0, description="vLLM --max-num-batched-tokens; 0: vLLM's choice.")
+    enable_auto_tool_choice: bool = Field(False, description="vLLM --enable-auto-tool-choice; needs TOOL_CALL_PARSER.")
+    tool_call_parser: str = Field("", description="vLLM --tool-call-parser (`hermes`, `llama3_json`, ...).")
+    reasoning_parser: str = Field("", description="vLLM --reasoning-parser (`deepseek_r1`, `qwen3`, ...).")
+    speculative_config: str = Field(
+        "", description="vLLM --speculative-config, a JSON object; empty: no speculative decoding."
+    )
+    enable_lora: bool = Field(False, description="vLLM --enable-lora (LORA_MODULES turns it on too).")
+    lora_modules: str = Field(
+        "",
+        description='vLLM --lora-modules: LoRA adapters as a JSON list of {"name", "path", "base_model_name"}, or '
+        "`name=path` words.",
+    )
     engine_extra_args: str = Field("", description="Extra vLLM arguments, shell-quoted.")
     engine_cpu_threads: int = Field(0, ge=0, description="CPU engine: OpenMP threads; 0: all cores.")
     engine_start_timeout: float = Field(
@@ -217,6 +245,31 @@ class Settings(BaseModel):
             return bool(self.runpod_api_key and self.runpod_endpoint_id and self.daily_budget_usd > 0)
         return self.budget_scale_to_zero == "true"
 
+    @field_validator("enable_prefix_caching", mode="before")
+    @classmethod
+    def _switch_words(cls, value: object) -> object:
+        words = {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false", "off": "false"}
+        return words.get(str(value).strip().lower(), str(value).strip().lower())
+
+    @field_validator("speculative_config")
+    @classmethod
+    def _speculative_json(cls, value: str) -> str:
+        if value and not isinstance(json.loads(value), dict):  # a JSONDecodeError is a ValueError too
+            raise ValueError("expected a JSON object")
+        return value
+
+    @field_validator("lora_modules")
+    @classmethod
+    def _lora_modules_parse(cls, value: str) -> str:
+        parse_lora_modules(value)
+        return value
+
+    @model_validator(mode="after")
+    def _tool_choice_needs_a_parser(self) -> Settings:
+        if self.enable_auto_tool_choice and not self.tool_call_parser:
+            raise ValueError("ENABLE_AUTO_TOOL_CHOICE needs TOOL_CALL_PARSER (vLLM refuses to start without it)")
+        return self
+
     @field_validator("engine_extra_args")
     @classmethod
     def _extra_args_parse(cls, value: str) -> str:
@@ -303,6 +356,18 @@ class EngineSettings:
     kv_cache_memory_bytes: int
     max_num_seqs: int
     tensor_parallel_size: int
+    trust_remote_code: bool
+    custom_chat_template: str
+    tokenizer_name: str
+    enable_prefix_caching: Literal["auto", "true", "false"]
+    kv_cache_dtype: str
+    max_num_batched_tokens: int
+    enable_auto_tool_choice: bool
+    tool_call_parser: str
+    reasoning_parser: str
+    speculative_config: str
+    enable_lora: bool
+    lora_modules: str
     engine_extra_args: str
     engine_cpu_threads: int
     engine_start_timeout: float
@@ -315,6 +380,11 @@ class EngineSettings:
     @property
     def extra_args(self) -> list[str]:
         return shlex.split(self.engine_extra_args)
+
+    @property
+    def lora_adapters(self) -> tuple[LoraModule, ...]:
+        """LORA_MODULES parsed (checked at start)."""
+        return parse_lora_modules(self.lora_modules)
 
 
 @dataclass(frozen=True)
@@ -413,13 +483,25 @@ def env_name(field: str) -> str:
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Build settings from a mapping of environment variables (pure)."""
+    """Build settings from a mapping of environment variables (pure, but for a warning naming each
+    worker-vllm variable that has no effect here)."""
     env = os.environ if env is None else env
+    compat = translate(env)  # worker-vllm's variables: mapped, passed to vLLM, or refused (handler.compat)
+    if compat.refusals:
+        raise ConfigError(
+            "worker-vllm settings this worker cannot honour (README: Coming from worker-vllm): "
+            + "; ".join(compat.refusals),
+            field=compat.refusals[0].split(":", 1)[0],
+        )
     values = {name: env[env_name(name)] for name in Settings.model_fields if env_name(name) in env}
+    values = {name: value for name, value in values.items() if name not in compat.unset} | compat.settings
     try:
-        return Settings.model_validate(values)
+        settings = Settings.model_validate(values)
     except ValidationError as exc:
         problems = "; ".join(
             f"{env_name(str(err['loc'][0])) if err['loc'] else '?'}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from exc
+    for note in compat.notes:
+        log.warning(note)
+    return settings
