@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import socket
+import time
 from typing import Any
 
 import orjson
@@ -15,6 +16,7 @@ import pytest
 from handler.app import App, create_app
 from handler.exposure import EXIT_ALLOWANCE_S
 from tests.engine_support import require_model, settings_for
+from tests.platform_support import ProcWatch
 
 pytestmark = pytest.mark.engine
 
@@ -48,12 +50,21 @@ async def wait_for(predicate: Any, seconds: float) -> bool:
     return bool(predicate())
 
 
+async def timed(app: App, input_: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    """The job's answer, and its wall seconds as the test measured them."""
+    started = time.monotonic()
+    out = await app.handler(job(input_))
+    return out, time.monotonic() - started
+
+
 async def test_idle_stop_lazy_restart_and_crash_recovery() -> None:
     require_model("tiny")
+    process_start = ProcWatch(os.getpid()).started_at  # this process's start, from /proc
     app = create_app(settings_for("tiny", IDLE_TIMEOUT="2", GPU_HOURLY_RATE="3.6"))
+    walls: dict[str, float] = {}  # each job's wall seconds, measured here
     try:
         assert not app.engine.running  # lazy: nothing starts before the first miss
-        first = await app.handler(job(SHORT))
+        first, walls["first"] = await timed(app, SHORT)
         assert first["timings"]["engine_start_ms"] > 0
         # a cold job tells where the start went, from vLLM's own log lines
         phases = first["timings"]["engine_phases"]
@@ -69,27 +80,29 @@ async def test_idle_stop_lazy_restart_and_crash_recovery() -> None:
         assert not port_open(port)
 
         # the next job starts it again
-        second = await app.handler(job(SHORT))
+        second, walls["second"] = await timed(app, SHORT)
         assert second["usage"]["completion_tokens"] == 4
         assert app.engine.starts == 2
-        warm = await app.handler(job(SHORT))
+        warm, walls["warm"] = await timed(app, SHORT)
         assert warm["timings"]["engine_start_ms"] == 0
 
         # SIGKILL mid-job: the job in flight fails clearly, the next one recovers
-        long_job = asyncio.create_task(app.handler(job(LONG)))
+        long_job = asyncio.create_task(timed(app, LONG))
         await asyncio.sleep(1.5)
         assert app.engine.pid is not None
         os.kill(app.engine.pid, signal.SIGKILL)
-        failed = await asyncio.wait_for(long_job, 60)
+        failed, walls["failed"] = await asyncio.wait_for(long_job, 60)
         err = orjson.loads(failed["error"])
         assert err["type"] == "engine_crashed"
         assert "restarts" in err["message"]
-        recovered = await app.handler(job(SHORT))
+        recovered, walls["recovered"] = await timed(app, SHORT)
         assert recovered.get("usage", {}).get("completion_tokens") == 4, recovered
         assert app.engine.starts == 3
 
         # the budget stays exact: every second billed to a job, the crashed one included, is spent
+        beat_from = time.monotonic()
         await app.beat()  # and the overhead up to now
+        beat_to = time.monotonic()
         state = await (await app.worker()).budget.state()
         tail = app.settings.endpoint_idle_timeout + app.settings.budget_heartbeat_seconds + EXIT_ALLOWANCE_S
         assert state.reserved_usd == pytest.approx(tail * app.rate / 3600, abs=1e-6)  # idle: its tail only
@@ -97,6 +110,15 @@ async def test_idle_stop_lazy_restart_and_crash_recovery() -> None:
         costs = [o.get("cost_usd") for o in (first, second, warm, failed, recovered)]
         assert state.jobs_usd == pytest.approx(jobs_seconds * app.rate / 3600, abs=1e-5), (state, costs, jobs_seconds)
         assert state.spent_usd == pytest.approx(app.meter.running_seconds() * app.rate / 3600, abs=2e-5)
+        # ... and against counts the meter does not make. All of it: the worker's boot allowance and this
+        # process's life from its start (/proc and /proc/uptime: 10 ms each) to the heartbeat.
+        per_s = app.rate / 3600
+        boot = app.settings.worker_boot_seconds if app.settings.bill_initializing else 0.0
+        assert (boot + beat_from - process_start - 0.05) * per_s <= state.spent_usd
+        assert state.spent_usd <= (boot + beat_to - process_start + 0.05) * per_s
+        # the jobs: at most their wall seconds; at least those of the two that ran on a running engine
+        # (the others waited for a start, overhead), less a tenth for what a job does before the engine
+        assert 0.9 * (walls["warm"] + walls["failed"]) * per_s <= state.jobs_usd <= sum(walls.values()) * per_s
     finally:
         await app.aclose()
 

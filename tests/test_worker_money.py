@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from typing import Any
 
@@ -93,14 +94,27 @@ async def test_concurrent_jobs_and_overhead_add_up_to_the_worker_seconds(tiny_ap
     """Billing follows RunPod's: the jobs' costs plus the overhead equal running seconds times the rate."""
     await ask(tiny_app, {"prompt": "warm", "sampling_params": {"max_tokens": 2}})  # engine up
     meter, rate = tiny_app.meter, tiny_app.rate
+    t0 = time.monotonic()  # the test's own clock, read around the meter's readings
     run0, over0 = meter.running_seconds(), meter.overhead_seconds()
+    t1 = time.monotonic()
     jobs = [{"prompt": f"Job {i}", "sampling_params": {"max_tokens": 8 + 4 * i, "ignore_eos": True}} for i in range(24)]
     outs = await asyncio.gather(*(ask(tiny_app, j, f"bill{i}") for i, j in enumerate(jobs)))
+    t2 = time.monotonic()
     await asyncio.sleep(0.2)  # some idle overhead too
+    t3 = time.monotonic()
     run1, over1 = meter.running_seconds(), meter.overhead_seconds()
+    t4 = time.monotonic()
     billed = sum(o["cost_usd"] for o in outs) + (over1 - over0) * rate / 3600
     worker = (run1 - run0) * rate / 3600
     assert billed == pytest.approx(worker, rel=0.01)
+    # the worker's seconds are the seconds that passed, by the test's clock
+    per_s = rate / 3600
+    assert (t3 - t1) * per_s <= worker <= (t4 - t0) * per_s
+    assert (t3 - t1) * per_s * 0.99 <= billed <= (t4 - t0) * per_s * 1.01
+    # the jobs' costs: within the seconds they ran (the gather), and most of them (a job's cache
+    # lookup and budget reservation before the engine are the worker's idle seconds)
+    costs = sum(o["cost_usd"] for o in outs)
+    assert 0.8 * (t2 - t1) * per_s <= costs <= (t2 - t0) * per_s
     # concurrent jobs share seconds: together they cost far less than their summed wall times
     walls = sum(o["timings"]["generation_ms"] for o in outs) / 1000 * rate / 3600
     assert sum(o["cost_usd"] for o in outs) < walls / 2
