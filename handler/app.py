@@ -10,6 +10,12 @@ budget every BUDGET_HEARTBEAT_SECONDS, and takes over SIGTERM (RunPod's
 scale-down): stop taking jobs, let the jobs in flight finish (up to
 DRAIN_SECONDS), stop the engine, settle the last overhead and pending replays,
 drop the worker's reservation, exit.
+
+Past the limit (the heartbeat finds that the worker's own idle tail no longer fits
+under the budget) the worker stops for the budget: with scale-to-zero
+(handler.endpoint_control) it takes no more jobs, scales its endpoint to zero and
+exits once its jobs end; without, it refuses the jobs queued for it at once and
+exits one heartbeat after the last.
 """
 
 from __future__ import annotations
@@ -22,21 +28,21 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any
 
 import orjson
 
 from core.money import cost_usd
-from handler import pause
 from handler.billing import Meter
 from handler.budget import Budget, BudgetState
 from handler.cache import ResponseCache
+from handler.endpoint_control import read_figures, scale_to_zero_hook
 from handler.engine import EngineManager
 from handler.engine_command import answer_fingerprint
 from handler.engine_protocol import Engine
-from handler.errors import BudgetExceeded, ConfigError, InternalError, WorkerError
+from handler.errors import BudgetExceeded, InternalError, WorkerError
 from handler.exposure import PROCESS_START_S, fleet_margin_seconds, idle_tail_seconds
 from handler.model import resolve_model
 from handler.rates import hourly_rate
@@ -47,8 +53,6 @@ from handler.store.safety import check_budget_keys_safe
 from handler.worker import Worker
 
 log = logging.getLogger(__name__)
-
-ExhaustedHook = Callable[[BudgetState, Store], Awaitable[None]]
 
 STOP_HEARTBEAT_S = 10.0  # the last heartbeat (one Redis call) at most this long
 SCALE_DOWN_S = 20.0  # past the limit: the scale-to-zero call at most this long before the worker exits
@@ -64,33 +68,6 @@ def process_age_seconds() -> float:
     except (OSError, ValueError, IndexError):
         return 0.0
     return max(0.0, up - started_ticks / os.sysconf("SC_CLK_TCK"))
-
-
-def scale_to_zero_hook(settings: Settings) -> ExhaustedHook | None:
-    """Past the limit, set this endpoint's workers to 0 so RunPod starts no more for queued jobs
-    (BUDGET_SCALE_TO_ZERO; auto: whenever an API key and the endpoint id are given). The workers
-    it had are kept in the store for `python -m handler.resume`, which restores them the next day."""
-    if not settings.scale_to_zero_enabled:
-        return None
-    if not (settings.runpod_endpoint_id and settings.runpod_api_key):
-        raise ConfigError(
-            "BUDGET_SCALE_TO_ZERO needs RUNPOD_ENDPOINT_ID and RUNPOD_API_KEY", field="BUDGET_SCALE_TO_ZERO"
-        )
-
-    async def hook(state: BudgetState, store: Store) -> None:
-        from core.endpoints import get_endpoint, scale_to_zero
-
-        endpoint_id, key = settings.runpod_endpoint_id, settings.runpod_api_key
-        log.warning("daily budget spent (%s): scaling endpoint %s to zero", state.day, endpoint_id)
-        endpoint = await asyncio.to_thread(get_endpoint, endpoint_id, api_key=key)
-        workers = endpoint.get("workers") or {}
-        if int(workers.get("max") or 0) > 0:  # not already paused: remember what to restore
-            await pause.record(store, settings.budget_namespace, pause.Pause(
-                day=state.day, endpoint_id=endpoint_id, workers_min=int(workers.get("min") or 0),
-                workers_max=int(workers.get("max") or 0)))  # fmt: skip
-        await asyncio.to_thread(scale_to_zero, endpoint_id, key)
-
-    return hook
 
 
 def internal_error(job: Mapping[str, Any], exc: Exception) -> InternalError:
@@ -179,29 +156,19 @@ class App:
         return cost_usd(fleet_margin_seconds(self._workers_max, boot, tail), self.rate)
 
     async def _read_endpoint(self) -> None:
-        """With an API key: read this endpoint once at start. It proves the key can reach it (else
-        the cap cannot scale it to zero: said once, loudly), and its idle timeout and workers max,
-        the bill's own figures, replace ENDPOINT_IDLE_TIMEOUT and ENDPOINT_WORKERS_MAX."""
-        from core.endpoints import get_endpoint
-        from core.errors import CoreError
-
-        s = self.settings
-        try:
-            endpoint = await asyncio.to_thread(get_endpoint, s.runpod_endpoint_id, api_key=s.runpod_api_key)
-        except CoreError as exc:
-            log.error("RUNPOD_API_KEY cannot read endpoint %s (%s): past the limit the worker cannot scale it to "
-                      "zero, and RunPod may keep starting workers", s.runpod_endpoint_id, exc)  # fmt: skip
+        """With an API key: the endpoint's own idle timeout and workers max replace
+        ENDPOINT_IDLE_TIMEOUT and ENDPOINT_WORKERS_MAX for the tail and the margin."""
+        figures = await read_figures(self.settings)
+        if figures is None:
             return
-        workers = endpoint.get("workers") or {}
-        idle, most = workers.get("idleTimeout"), workers.get("max")
-        if isinstance(idle, int | float) and idle > 0 and idle != self._idle_timeout:
-            log.warning("the endpoint's idle timeout is %s s, not ENDPOINT_IDLE_TIMEOUT=%s: the budget uses %s s",
-                        idle, self._idle_timeout, idle)  # fmt: skip
-            self._idle_timeout = float(idle)
-        if isinstance(most, int) and most > 0 and most != self._workers_max:
+        if figures.idle_timeout is not None and figures.idle_timeout != self._idle_timeout:
+            log.warning("the endpoint's idle timeout is %g s, not ENDPOINT_IDLE_TIMEOUT=%g: the budget uses %g s",
+                        figures.idle_timeout, self._idle_timeout, figures.idle_timeout)  # fmt: skip
+            self._idle_timeout = figures.idle_timeout
+        if figures.workers_max is not None and figures.workers_max != self._workers_max:
             log.warning("the endpoint's workers max is %d, not ENDPOINT_WORKERS_MAX=%d: the budget uses %d",
-                        most, self._workers_max, most)  # fmt: skip
-            self._workers_max = most
+                        figures.workers_max, self._workers_max, figures.workers_max)  # fmt: skip
+            self._workers_max = figures.workers_max
         worker = await self.worker()
         worker.settings = replace(worker.settings, endpoint_idle_timeout=self._idle_timeout)
         worker.budget.set_margin(self._fleet_margin_usd())

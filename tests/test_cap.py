@@ -73,7 +73,7 @@ async def test_the_worker_takes_its_endpoints_idle_timeout_and_workers_max(
 async def test_a_key_that_cannot_read_the_endpoint_is_said_at_start(
     platform: Platform, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="handler.app")
+    caplog.set_level(logging.ERROR, logger="handler.endpoint_control")
     app = create_app(settings_for("tiny", GPU_HOURLY_RATE=TEST_HOURLY_RATE, DAILY_BUDGET_USD="1",
                                   RUNPOD_ENDPOINT_ID="ep-nowhere", RUNPOD_API_KEY="wrong-key"),
                      store=EmbeddedStore())  # fmt: skip
