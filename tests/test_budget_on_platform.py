@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -124,12 +125,16 @@ async def test_refresh_worker_reaches_runpod_from_the_generator_handler(platform
 
 
 async def test_workers_sharing_a_small_limit_never_bill_past_it(platform: Platform, redis_url: str) -> None:
-    """Two worker processes, one $200 budget at $1 per worker-second, driven until refused."""
+    """Two worker processes, one $200 budget at $1 per worker-second, driven until refused, and then
+    sent a job a second, the jobs for which RunPod keeps starting workers, for as long as two workers
+    kept alive by them would take to bill past the limit. With an API key the worker past the limit
+    scales its endpoint to zero and stops."""
     namespace = f"fleet-{uuid.uuid4().hex[:8]}"
     limit = 200.0
     # three jobs per worker at once, so both workers serve each round of six
     env = worker(redis_url, namespace, DAILY_BUDGET_USD=str(limit), ENDPOINT_IDLE_TIMEOUT="5",
-                 ENDPOINT_WORKERS_MAX="2", ENGINE_START_TIMEOUT="60", MAX_CONCURRENCY="3")  # fmt: skip
+                 ENDPOINT_WORKERS_MAX="2", ENGINE_START_TIMEOUT="60", MAX_CONCURRENCY="3",
+                 RUNPOD_API_KEY=API_KEY)  # fmt: skip
     config = EndpointConfig(
         worker_command=[sys.executable, "-m", "handler"], env=env, workers_max=2, idle_timeout=5.0,
         scaler_type="REQUEST_COUNT", scaler_value=1, gpu_hourly_rate=PER_SECOND * 3600, cwd=REPO_ROOT,
@@ -137,10 +142,10 @@ async def test_workers_sharing_a_small_limit_never_bill_past_it(platform: Platfo
     ep = platform.add_endpoint("fleet", config)
     refused_at: float | None = None
     answered = 0
+    params = {"max_tokens": 48, "ignore_eos": True}
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as session:
         client = Client(session, platform.url, "fleet")
         for round_no in range(400):
-            params = {"max_tokens": 48, "ignore_eos": True}
             jobs = [await client.run({"prompt": f"Spend {round_no}.{i}", "cache": {"bypass": True},
                                       "sampling_params": params}) for i in range(6)]  # fmt: skip
             states = [await wait_status(client, j["id"], {"COMPLETED", "FAILED"}, seconds=300) for j in jobs]
@@ -150,15 +155,33 @@ async def test_workers_sharing_a_small_limit_never_bill_past_it(platform: Platfo
             if errors:
                 refused_at = (await budget_state(redis_url, namespace)).spent_usd
                 break
-    assert refused_at is not None and answered > 0
-    await ep.wait_workers(0, timeout=120)
+        assert refused_at is not None and answered > 0
+        late = []
+        late_s = (limit - ep.billed_seconds() * PER_SECOND) / (2 * PER_SECOND) + 10.0  # 2 workers past the limit
+        queue_full = 0
+        for i in range(int(late_s)):  # the jobs keep coming after the first refusal
+            job_input = {"prompt": f"Late {i}", "cache": {"bypass": True}, "sampling_params": params}
+            status, body = await client.call("POST", "run", {"input": job_input})
+            if status == 429 and "queue full" in body.get("error", ""):  # an endpoint at zero fills its queue
+                queue_full += 1
+            else:
+                assert status == 200, body
+                late.append(body["id"])
+            await asyncio.sleep(1.0)
+        await ep.wait_workers(0, timeout=120)
+        late_states = [(await client.status(job_id))[1] for job_id in late]
     billed = ep.billed_seconds() * PER_SECOND  # the platform's ledger: every worker's life
     state = await budget_state(redis_url, namespace)
     for entry in ep.ledger():
         print(f"  {entry.worker_id}: {entry.lifetime_seconds:.1f} s, {entry.jobs_taken} jobs, {entry.stop_reason}")
     print(f"fleet: {len(ep.ledger())} workers billed {billed:.1f} of {limit:.0f}; budget spent {state.spent_usd:.1f}; "
-          f"first refusal at {refused_at / limit:.2f} of the limit; {answered} jobs answered")  # fmt: skip
+          f"first refusal at {refused_at / limit:.2f} of the limit; {answered} jobs answered; {len(late)} late jobs: "
+          f"{dict(Counter(s['status'] for s in late_states))}, {queue_full} more refused: queue full")  # fmt: skip
+    # late jobs: served while they fit, refused, or left queued once the endpoint is at zero
+    assert {s["status"] for s in late_states} <= {"COMPLETED", "FAILED", "IN_QUEUE"}, late_states
+    assert {orjson.loads(s["error"])["type"] for s in late_states if s["status"] == "FAILED"} <= {"budget_exceeded"}
     assert billed <= limit  # the promise: the bill never passes the limit
+    assert (ep.config.workers_min, ep.config.workers_max) == (0, 0)  # RunPod starts no more workers
     # the budget's own count may pass it only by what it counts in advance, on the safe side: each
     # worker's exit (EXIT_ALLOWANCE_S, settled as idle when it retires; its real exit is shorter)
     assert state.spent_usd <= limit + len(ep.ledger()) * EXIT_ALLOWANCE_S * PER_SECOND
