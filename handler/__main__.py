@@ -18,6 +18,7 @@ from typing import Any
 from handler.app import create_app
 from handler.errors import ConfigError
 from handler.sdk_boot import fast_cpu_probe
+from handler.sdk_loop import SdkLoopError, install
 from handler.settings import load_settings
 
 SDK_LOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARN", "ERROR": "ERROR"}
@@ -34,6 +35,11 @@ def main() -> int:
     import runpod
     from runpod.serverless.modules.rp_logger import RunPodLogger
 
+    try:
+        install(os.environ)  # the SDK's job loop without its polling sleeps: see handler.sdk_loop
+    except SdkLoopError as exc:
+        print(f"worker cannot start: {exc}", file=sys.stderr)
+        return 2
     try:
         settings = load_settings(os.environ)
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
