@@ -147,17 +147,20 @@ class Budget:
         counted = self._job_days.get(job, {})
         elsewhere = sum(amount for d, amount in counted.items() if d != day)  # before midnight
         amount = max(0, round(exact) - elsewhere)
-        hold = self._hold_of(day, ceil_micro(exposure_usd))
+        # set before the store is awaited: settlements at once on this worker chain their fractions
+        self._carry = exact - elsewhere - amount
+        hold = self._hold_of(day, ceil_micro(exposure_usd) if day == self.today() else 0)
         try:
             outcome = await self.store.budget_settle(self._keys(day), hold, job, amount, self._alert_at)
         except StoreUnavailable:
             self._not_applied(day, hold)
             self._pending[(day, job)] = amount
-            self._carry = exact - elsewhere - amount
             self._job_days.pop(job, None)
             return self._state(day, stale=True)
-        if outcome.first:  # a job settled again counts nothing and carries nothing
-            self._carry = exact - elsewhere - outcome.job_total
+        if not outcome.first:  # settled before: nothing was counted now, so nothing carries
+            self._carry += amount - max(0.0, cost_usd) * MICRO
+        elif outcome.job_total > amount:  # its heartbeats counted more than its whole (rounding): carried back
+            self._carry -= outcome.job_total - amount
         self._job_days.pop(job, None)
         await self._seen(day, outcome)
         return self._state(day, stale=self._stale())

@@ -258,19 +258,9 @@ async def test_concurrent_workers_never_overspend(store: Store, namespace: str) 
     assert state.jobs_usd == state.spent_usd  # no overhead was counted: all of it is the jobs'
 
 
-async def test_concurrent_settlements_carry_their_fractions(
-    store: Store, namespace: str, request: pytest.FixtureRequest
-) -> None:
+async def test_concurrent_settlements_carry_their_fractions(store: Store, namespace: str) -> None:
     """A worker's settlements at once keep the fractions of a micro-dollar they carry (the module's promise:
     what a worker settles sums to its total within a micro-dollar, however small each job is)."""
-    if not isinstance(store, EmbeddedStore):  # the embedded store never yields inside a settlement
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="Budget.settle reads its carried fraction before awaiting the store and writes it after: "
-                "settlements at once on one worker drop each other's fractions (issue 22)",
-            )
-        )
     budget = make_budget(store, namespace)
     reservations = [await budget.reserve(f"j{i}", 0.001) for i in range(10)]
     await asyncio.gather(*(budget.settle(r, 0.4e-6, 0.0) for r in reservations))  # 0.4 micro-dollar each
