@@ -10,7 +10,7 @@ MODELS := models
 TINY := $(MODELS)/tiny
 SMOLLM2 := $(MODELS)/smollm2
 
-.PHONY: setup demo test lint bench replay quality clean models
+.PHONY: setup demo test test-fast lint bench replay quality clean models
 setup: $(VENV)/.stamp $(ENGINE_VENV)/.stamp
 
 $(VENV)/.stamp: requirements.txt requirements-dev.txt requirements-tools.txt requirements-builder.txt
@@ -43,6 +43,13 @@ demo: setup models
 test: setup models $(AWQ_VENV)/.stamp
 	scripts/ensure_redis.sh
 	FRUGAL_STRICT=1 $(VENV)/bin/python -m pytest
+
+# Everyday work: no engine, no model that needs one, nothing marked slow (under 2 minutes on 2 cores).
+# Tests whose prerequisites are not built are skipped (no FRUGAL_STRICT); make test runs them all.
+FAST_TESTS := not engine and not realmodel and not awq and not slow
+test-fast: $(VENV)/.stamp
+	scripts/ensure_redis.sh
+	$(VENV)/bin/python -m pytest -m "$(FAST_TESTS)"
 
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check .
