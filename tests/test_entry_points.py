@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from handler.settings import REPO_ROOT
-from tests.engine_support import worker_env
+from tests.engine_support import require_model, worker_env
 
 PYTHON = sys.executable
 
@@ -48,6 +48,7 @@ def test_test_input_flag_answers_a_real_job() -> None:
 
 
 def test_file_entry_point_for_the_runpod_cli_reports_bad_input_and_exits_nonzero() -> None:
+    require_model("tiny")  # the worker resolves it at start, before it reads the job (which never runs it)
     job = {"input": {"prompt": "Hello", "sampling_params": {"temperature": "hot"}}}
     done = run(["rp_handler.py", "--test_input", orjson.dumps(job).decode()], worker_env("tiny"), timeout=120)
     log = done.stdout + done.stderr
