@@ -10,10 +10,11 @@ import pytest
 
 from handler.app import create_app
 from handler.store.embedded import EmbeddedStore
-from tests.engine_support import settings_for
+from tests.engine_support import require_model, settings_for
 
 
 async def test_models_listing_never_starts_the_engine() -> None:
+    require_model("tiny")  # the app resolves it at start; the listing never starts its engine
     app = create_app(settings_for("tiny", GPU_HOURLY_RATE="3.6"))
     try:
         out = await app.handler({"id": "m", "input": {"openai_route": "/v1/models", "openai_input": {}}})
@@ -35,6 +36,7 @@ class FaultyStore(EmbeddedStore):
 async def test_an_unexpected_failure_is_a_typed_error_with_an_id_and_the_worker_serves_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    require_model("tiny")  # resolved at start, never run
     app = create_app(settings_for("tiny", GPU_HOURLY_RATE="3.6"), store=FaultyStore())
     caplog.set_level(logging.ERROR, logger="handler.app")
     try:
