@@ -208,6 +208,11 @@ class ResponseCache:
                     locked = await self.store.try_lock(lock_key, token, ttl_ms)
                     raw = None if locked else await self.store.get(entry_key)
                 if locked:
+                    if not_before is not None:  # a refresh: another worker may have just refreshed it
+                        fresh = await self._fresh(key, entry_key, not_before)
+                        if fresh is not None:
+                            await self._unlock(lock_key, token)
+                            return fresh, False
                     return None, True
                 if raw is not None:
                     result, stored_at = self._decode(key, raw)
@@ -220,6 +225,14 @@ class ResponseCache:
                 delay = min(delay * 1.5, POLL_MAX_S)
         except StoreUnavailable:
             return None, False
+
+    async def _fresh(self, key: str, entry_key: str, not_before: float) -> dict[str, Any] | None:
+        """The entry if it was stored since `not_before` (a refresh made by another holder)."""
+        raw = await self.store.get(entry_key)
+        if raw is None:
+            return None
+        result, stored_at = self._decode(key, raw)
+        return result if result is not None and stored_at >= not_before else None
 
     async def _renew(self, lock_key: str, token: str) -> None:
         """Keep the lock while we generate; if we die, it lapses and a waiter takes over."""

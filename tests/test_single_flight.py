@@ -100,12 +100,6 @@ async def test_refreshing_workers_never_generate_at_the_same_time(stores: list[R
     assert flights.results == [ANSWER] * WORKERS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="handler/cache.py _lead_or_wait, refresh path: a waiter calls try_lock before it reads the entry, "
-    "so once the leader has stored and unlocked, a waiter that had not polled in between takes the free "
-    "lock and generates again (found writing this test; issue 22)",
-)
 async def test_one_of_several_workers_regenerates_a_refresh(stores: list[RedisStore], namespace: str) -> None:
     flights = await refresh_all(stores, namespace)
     assert flights.led.count(True) == 1, flights
