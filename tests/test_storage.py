@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,8 @@ def s3(s3_server: str, request: pytest.FixtureRequest) -> Any:
     client = boto3.client(
         "s3", endpoint_url=s3_server, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
     )
-    bucket = request.node.name.replace("_", "-")[:60].lower()
+    # unique per run too: moto's backends live as long as the process (mutmut runs the tests twice in one)
+    bucket = f"{request.node.name.replace('_', '-')[:50].lower()}-{uuid.uuid4().hex[:8]}"
     client.create_bucket(Bucket=bucket)
     client.bucket = bucket
     return client
