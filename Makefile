@@ -10,7 +10,7 @@ MODELS := models
 TINY := $(MODELS)/tiny
 SMOLLM2 := $(MODELS)/smollm2
 
-.PHONY: setup demo test test-fast lint bench replay quality clean models
+.PHONY: setup demo test test-fast mutate lint bench replay quality clean models
 setup: $(VENV)/.stamp $(ENGINE_VENV)/.stamp
 
 $(VENV)/.stamp: requirements.txt requirements-dev.txt requirements-tools.txt requirements-builder.txt
@@ -50,6 +50,15 @@ FAST_TESTS := not engine and not realmodel and not awq and not slow
 test-fast: $(VENV)/.stamp
 	scripts/ensure_redis.sh
 	$(VENV)/bin/python -m pytest -m "$(FAST_TESTS)"
+
+# Mutation testing of the money and cache-key modules (pyproject.toml's [tool.mutmut]): each mutant
+# against the fast tests that run its function, in a copy under mutants/. About 5 minutes on 2 cores;
+# `mutmut show <name>` prints a survivor's change.
+mutate: $(VENV)/.stamp
+	scripts/ensure_redis.sh
+	rm -rf mutants
+	$(VENV)/bin/mutmut run
+	$(VENV)/bin/mutmut results
 
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check .

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from core.money import cost_usd
-from handler.billing import Meter, work_units
+from handler.billing import ESTIMATE_WINDOW, PREFILL_WEIGHT, Meter, work_units
 
 
 class FakeClock:
@@ -211,3 +211,90 @@ def test_a_silent_job_weighs_like_the_average_reporting_job() -> None:
     a = meter.job_finished("stream-a")
     b = meter.job_finished("stream-b")
     assert (a, b, plain) == (pytest.approx(1.5), pytest.approx(4.5), pytest.approx(3.0))
+
+
+# --- gaps `make mutate` found (issue 22): each test kills mutants that survived the fast tests ---------
+
+
+def test_a_requests_pace_leaves_out_its_wait_for_an_engine_start_of_several_segments() -> None:
+    clock = FakeClock()
+    meter = Meter(0.05, clock=clock)
+    meter.worker_ready()
+    meter.job_started("a")
+    meter.engine_starting()
+    clock.advance(5)
+    meter.job_started("b")  # a segment ends inside the start: a has waited 5 s, then 5 s more
+    clock.advance(5)
+    meter.engine_ready()
+    meter.add_tokens("a", 20)
+    clock.advance(2)  # a's 20 tokens in 2 s, b silent: a reported them all
+    a = meter.job_finished("a", completion_tokens=20)
+    assert a == pytest.approx(2.0)  # the start's 10 s are overhead
+    assert meter.paces().completion == pytest.approx(2.0 / 20)  # 12 s of wall less the 10 s it waited
+
+
+def test_a_job_reporting_after_an_engine_start_shares_by_the_tokens_of_that_segment_only() -> None:
+    clock = FakeClock()
+    meter = Meter(0.05, clock=clock)
+    meter.worker_ready()
+    meter.job_started("a")
+    meter.job_started("b")
+    meter.engine_starting()
+    clock.advance(10)
+    meter.engine_ready()
+    meter.job_started("c")
+    meter.add_tokens("a", 10)
+    meter.add_tokens("a", 20)  # two reports in one segment add up: 30 against b's 10
+    meter.add_tokens("b", 10)
+    meter.add_tokens("c", 0)  # a report of nothing weighs nothing
+    clock.advance(4)
+    a, b, c = meter.job_finished("a"), meter.job_finished("b"), meter.job_finished("c")
+    assert (a, b, c) == (pytest.approx(3.0), pytest.approx(1.0), 0.0)
+
+
+def test_a_short_busy_period_is_a_pace_and_an_instant_one_is_not() -> None:
+    clock = FakeClock()
+    meter = Meter(0.05, clock=clock)
+    meter.worker_ready()
+    meter.job_started("instant")
+    meter.job_finished("instant", work=40)  # no time passed: no pace to learn
+    assert meter.seconds_per_token() == 0.05
+    meter.job_started("short")
+    clock.advance(0.5)
+    meter.job_finished("short", work=20)  # half a second for 20 units
+    assert meter.seconds_per_token() == pytest.approx(0.5 / 20)
+
+
+def test_requests_that_say_nothing_of_one_sequences_pace_leave_the_paces_alone() -> None:
+    clock = FakeClock()
+    meter = Meter(0.05, clock=clock)
+    meter.worker_ready()
+    assert meter.paces().prompt == pytest.approx(0.05 * PREFILL_WEIGHT)  # before any measurement
+    meter.job_started("two")
+    clock.advance(4)
+    meter.job_finished("two", completion_tokens=40, sequences=2)  # n=2: the busy pace bounds it
+    meter.job_started("short-prompt")
+    clock.advance(4)
+    meter.job_finished("short-prompt", prompt_tokens=32)  # under 64 prompt tokens: its floor, not its pace
+    assert meter.paces().completion == 0.05 and meter.paces().prompt == pytest.approx(0.05 * PREFILL_WEIGHT)
+
+
+def test_paces_are_the_slowest_of_the_last_window_not_of_all_time() -> None:
+    clock = FakeClock()
+    meter = Meter(0.05, clock=clock)
+    meter.worker_ready()
+
+    def request(seconds: float, prompt: int, completion: int) -> None:
+        meter.job_started("r")
+        clock.advance(seconds)
+        meter.job_finished("r", work=work_units(prompt, completion), prompt_tokens=prompt, completion_tokens=completion)
+
+    request(10.0, 0, 20)  # slow: 0.5 s a token
+    request(10.0, 2000, 0)  # slow prompt: 5 ms a token
+    assert meter.paces().completion == pytest.approx(0.5) and meter.paces().prompt == pytest.approx(0.005)
+    for _ in range(ESTIMATE_WINDOW):
+        request(0.2, 0, 20)  # then 200 fast generations and 200 fast prompts
+        request(0.2, 2000, 0)
+    paces = meter.paces()
+    assert paces.completion == pytest.approx(0.01) and paces.prompt == pytest.approx(0.0001)
+    assert paces.busy == pytest.approx(0.2 / 20)  # the busy periods' window forgot the slow ones too (0.5)

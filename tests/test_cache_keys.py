@@ -150,9 +150,25 @@ def test_omitted_values_and_explicit_defaults_share_a_key_through_the_contract()
         ({"temperature": 0.8, "seed": None}, False),
         ({}, False),
         ({"temperature": 0, "n": 2}, False),
+        ({"temperature": 0, "best_of": 1}, True),
+        ({"temperature": 0, "best_of": 2}, False),
         ({"temperature": 0, "best_of": 3}, False),
         ({"temperature": False}, False),
     ],
 )
 def test_only_deterministic_single_choice_requests_are_cacheable(body: dict[str, Any], expected: bool) -> None:
     assert is_cacheable({"prompt": "x", **body}) is expected
+
+
+def test_null_and_the_text_none_are_different_keys() -> None:
+    assert key({**BODY, "stop": None}) != key({**BODY, "stop": "None"})
+
+
+def test_the_key_of_a_known_request_stays_what_workers_stored() -> None:
+    """Workers of the last release stored answers under these keys: a change of the key's layout
+    loses the whole cache (and must come with a new KEY_VERSION, and this figure)."""
+    body = {"prompt": "hi", "temperature": 0.0, "stop": None}
+    assert (
+        cache_key("ns", {"model": "tiny", "revision": "r1"}, "/v1/completions", body)
+        == "bc11c6a6889f9d662ff9f38463d58c507f8a775f5c744e94ec8fc0ec31bb84c0"
+    )

@@ -108,6 +108,8 @@ def test_the_cost_cap_solves_both_bounds() -> None:
     assert max_tokens_for_cost(0.0005, 3.6, 0, 1, PACES) < 1  # not even the floor
     assert max_tokens_for_cost(0.0, 3.6, 10, 1, PACES) == float("inf")
     assert max_tokens_for_cost(0.001, 0.0, 10, 1, PACES) == float("inf")
+    # a GPU under a dollar an hour is capped too: $0.0002 at $0.36/h is the same 2 s
+    assert max_tokens_for_cost(0.0002, 0.36, 200, 1, PACES) == pytest.approx(16.0)
 
 
 def test_exposure_adds_engine_start_and_idle_tail() -> None:
@@ -122,3 +124,23 @@ def test_the_idle_tail_and_the_fleet_margin_by_hand() -> None:
     # three workers that may still start, each booting 4 s then idling its 11 s tail
     assert fleet_margin_seconds(3, 4.0, 11.0) == pytest.approx(45.0)
     assert fleet_margin_seconds(0, 4.0, 11.0) == 0.0
+
+
+def test_sub_second_figures_are_not_rounded_up() -> None:
+    assert idle_tail_seconds(0.5, 0.25) == pytest.approx(0.75 + EXIT_ALLOWANCE_S)
+    assert fleet_margin_seconds(2, 0.5, 0.25) == pytest.approx(1.5)
+    assert exposure_seconds(0.25, 0.0, 0.5) == pytest.approx(0.75)
+    assert alone_seconds(0, 0.5, 0.5, PACES) == pytest.approx(0.5 * PACES.completion)
+    assert alone_seconds(0, 0, 0.5, PACES) == pytest.approx(0.5 * PACES.busy)
+    flight = InFlight()
+    assert flight.admit("tiny", 0.0, 0.5, PACES.busy) == pytest.approx(0.5 + REQUEST_FLOOR_S)
+    flight.done("tiny")
+    flight.done("never-admitted")  # a job that failed before its admission ends harmlessly too
+
+
+def test_the_cost_cap_with_an_unmeasured_pace_uses_the_other_bound() -> None:
+    # 2 s of the worker, less the 1 s floor: no completion pace leaves the engine's (100 units at 10 ms)
+    no_latency = Paces(prompt=0.0, completion=0.0, busy=0.01)
+    assert max_tokens_for_cost(0.002, 3.6, 0, 1, no_latency) == pytest.approx(100.0)
+    no_busy = Paces(prompt=0.0, completion=0.05, busy=0.0)  # and no engine pace leaves the request's
+    assert max_tokens_for_cost(0.002, 3.6, 0, 1, no_busy) == pytest.approx(20.0)
