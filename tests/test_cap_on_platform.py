@@ -74,7 +74,9 @@ async def test_jobs_that_never_spend_cannot_keep_a_worker_billed_past_the_limit(
         print(f"  {entry.worker_id}: {entry.lifetime_seconds:.1f} s, {entry.jobs_taken} jobs, {entry.stop_reason}")
     print(f"billed {billed:.1f} of {LIMIT:.0f} ({billed / LIMIT:.2f}); budget spent {state.spent_usd:.1f}; "
           f"{answered} jobs answered")  # fmt: skip
-    assert answered >= 8  # it served until the limit came near
+    assert answered >= 1
+    # it served until the limit came near: it stops once spent and its own 7 s tail pass 22 s
+    assert state.spent_usd >= 22.0 - 7.0 - 1.0
     assert (ep.config.workers_min, ep.config.workers_max) == (0, 0)  # RunPod starts no more workers
     assert billed <= LIMIT  # the promise
     assert state.spent_usd == pytest.approx(billed, rel=0.1)  # the budget counted what the ledger billed
