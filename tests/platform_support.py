@@ -93,7 +93,7 @@ class ProcWatch:
     def alive(self) -> bool:
         try:
             state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # gone, or going while /proc was read (ESRCH)
             return False
         return state not in ("Z", "X")
 
