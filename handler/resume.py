@@ -3,7 +3,9 @@
 Past the limit a worker scales its endpoint to zero (handler.app) and keeps the workers it
 had in the store (handler.pause); no worker is left to undo it. This command, run from
 anywhere with the worker's REDIS_URL, BUDGET_NAMESPACE, BUDGET_TIMEZONE, DAILY_BUDGET_USD and
-RUNPOD_API_KEY, restores them when the budget day that was spent is over:
+RUNPOD_API_KEY, restores them when the budget day that was spent is over, or the same day
+when what is left holds twice the margin kept for worker starts (the endpoint was stopped by
+reservations that have gone, not by spending):
 
     python -m handler.resume              once (a cron job: every 10 minutes is plenty)
     python -m handler.resume --every 300  in a loop, checking every 300 s
@@ -25,9 +27,12 @@ from collections.abc import Callable, Sequence
 from core.cli import USAGE, run_command
 from core.endpoints import scale_endpoint
 from core.errors import CoreError
+from core.money import cost_usd
 from handler import pause
 from handler.budget import Budget
 from handler.errors import ConfigError, WorkerError
+from handler.exposure import PROCESS_START_S, fleet_margin_seconds, idle_tail_seconds
+from handler.rates import hourly_rate
 from handler.settings import Settings, load_settings
 from handler.store import open_store
 
@@ -37,8 +42,8 @@ log = logging.getLogger(__name__)
 async def resume_once(
     settings: Settings, *, base_url: str | None = None, clock: Callable[[], float] = time.time
 ) -> str:
-    """Restore the paused endpoint if its budget day is over; say what was done (`clock`: for tests;
-    the default follows the store's clock)."""
+    """Restore the paused endpoint if its budget day is over, or if enough is left the same day; say
+    what was done (`clock`: for tests; the default follows the store's clock)."""
     store = await open_store(settings.redis_url)
     try:
         paused = await pause.read(store, settings.budget_namespace)
@@ -48,9 +53,15 @@ async def resume_once(
         await budget.accrue(None, 0.0)  # its answer carries the store's clock, which sets the day
         state = await budget.state()
         today = state.day
+        remaining = state.remaining_usd
         if not pause.due(paused, today):
-            return f"endpoint {paused.endpoint_id} stays at zero: its budget day {paused.day} is not over ({today})"
-        if state.limit_usd is not None and (state.remaining_usd or 0.0) <= 0:
+            # the same day: back only when what is left (the reservations that stopped it gone) holds the
+            # margin for new workers' starts twice over, so they have work to do before they stop again
+            room = 2 * _fleet_margin_usd(settings, paused.workers_max)
+            if remaining is None or remaining < room:
+                return (f"endpoint {paused.endpoint_id} stays at zero: its budget day {paused.day} is not over "
+                        f"({today}) and {max(0.0, remaining or 0.0):.6f} USD left is under {room:.6f} USD")  # fmt: skip
+        elif remaining is not None and remaining <= 0:
             return f"endpoint {paused.endpoint_id} stays at zero: the budget of {today} is spent too"
         await asyncio.to_thread(scale_endpoint, paused.endpoint_id, paused.workers_min, paused.workers_max,
                                 api_key=settings.runpod_api_key, base_url=base_url)  # fmt: skip
@@ -61,6 +72,13 @@ async def resume_once(
         )
     finally:
         await store.close()
+
+
+def _fleet_margin_usd(settings: Settings, workers_max: int) -> float:
+    """What the workers' budget keeps for worker starts (as handler.app computes it)."""
+    boot = PROCESS_START_S + (settings.worker_boot_seconds if settings.bill_initializing else 0.0)
+    tail = idle_tail_seconds(settings.endpoint_idle_timeout, settings.budget_heartbeat_seconds)
+    return cost_usd(fleet_margin_seconds(workers_max, boot, tail), hourly_rate(settings.budget))
 
 
 async def _loop(settings: Settings, every: float | None) -> None:

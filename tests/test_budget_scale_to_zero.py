@@ -90,3 +90,36 @@ def test_scale_to_zero_needs_the_endpoint_id_and_key() -> None:
     require_model("tiny")  # the app resolves it before it reads the scale-to-zero settings
     with pytest.raises(ConfigError, match="RUNPOD_ENDPOINT_ID"):
         create_app(settings_for("tiny", BUDGET_SCALE_TO_ZERO="true"))
+
+
+async def test_an_endpoint_stopped_with_money_left_comes_back_the_same_day(platform: Platform, redis_url: str) -> None:
+    """Cold workers' reservations can stop an endpoint long before the day is spent; once they are gone
+    and what is left holds twice the margin for worker starts, resume brings it back that day. The
+    margin here, by hand: 3 workers x (2 s start + 2 s boot + 5 s idle + 5 s heartbeat + 1 s exit) =
+    45 s = 0.045 USD at 0.001 USD/s; twice that, 0.09 USD."""
+    body = {
+        "name": "early",
+        "type": "QUEUE",
+        "image": "frugal-worker:v1",
+        "gpu": {"pools": ["ADA_24"]},
+        "workers": {"min": 0, "max": 0, "idleTimeout": 5},
+        "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+    }
+    endpoint = await asyncio.to_thread(lambda: create_endpoint(body, api_key=KEY))
+    settings = settings_for(
+        "tiny", REDIS_URL=redis_url, BUDGET_NAMESPACE=f"early-{uuid.uuid4().hex[:8]}", GPU_HOURLY_RATE="3.6",
+        DAILY_BUDGET_USD="1", RUNPOD_ENDPOINT_ID=endpoint["id"], RUNPOD_API_KEY=KEY,
+    )  # fmt: skip
+    store = RedisStore(redis_url)
+    try:
+        budget = Budget(store, settings.budget)
+        await budget.settle(await budget.reserve("spent", 0.92), 0.92, 0.0)
+        stopped = pause.Pause(day=budget.today(), endpoint_id=endpoint["id"], workers_min=0, workers_max=3)
+        await pause.record(store, settings.budget_namespace, stopped)
+        assert "0.080000 USD left is under 0.090000 USD" in await resume_once(settings)
+    finally:
+        await store.close()
+    roomy = settings.model_copy(update={"daily_budget_usd": 2.0})
+    assert "resumed with workers 0/3" in await resume_once(roomy)
+    saved = await asyncio.to_thread(get_endpoint, endpoint["id"], api_key=KEY)
+    assert saved["workers"]["max"] == 3
