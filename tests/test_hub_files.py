@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import tomllib
 import typing
 from pathlib import Path
 from typing import Any
@@ -53,3 +55,14 @@ def test_tests_json_jobs_and_env() -> None:
     for item in TESTS["config"]["env"]:
         assert item["key"] in settings_env and isinstance(item["value"], str)
     assert TESTS["config"]["gpuCount"] >= 1
+
+
+def test_hub_cuda_versions_are_the_images() -> None:
+    """The image is vLLM's (its CUDA 13 from vLLM 0.20 on): the Hub's and its test's CUDA versions are
+    runpod.toml's, the one place that says which drivers run the image (they once allowed 12.8/12.9)."""
+    image = re.search(r"^ARG VLLM_IMAGE=vllm/vllm-openai:v(\d+)\.(\d+)", (ROOT / "Dockerfile").read_text(), re.M)
+    assert image is not None and (int(image[1]), int(image[2])) >= (0, 20)
+    wanted = tomllib.loads((ROOT / "runpod.toml").read_text())["endpoint"]["allowed_cuda_versions"]
+    assert all(float(v) >= 13.0 for v in wanted), wanted
+    assert HUB["config"]["allowedCudaVersions"] == wanted
+    assert TESTS["config"]["allowedCudaVersions"] == wanted
