@@ -34,16 +34,14 @@ from typing import Any
 
 import orjson
 
-from core.money import cost_usd
 from handler.billing import Meter
 from handler.budget import Budget, BudgetState
 from handler.cache import ResponseCache
-from handler.endpoint_control import read_figures, scale_to_zero_hook
+from handler.endpoint_control import fleet_margin_usd, read_figures, scale_to_zero_hook
 from handler.engine import EngineManager
 from handler.engine_command import answer_fingerprint
 from handler.engine_protocol import Engine
 from handler.errors import BudgetExceeded, InternalError, WorkerError
-from handler.exposure import PROCESS_START_S, fleet_margin_seconds, idle_tail_seconds
 from handler.model import resolve_model
 from handler.rates import hourly_rate
 from handler.settings import Settings
@@ -149,11 +147,8 @@ class App:
         return self._worker
 
     def _fleet_margin_usd(self) -> float:
-        """What the budget keeps free of jobs for workers the endpoint may still start."""
-        s = self.settings
-        boot = PROCESS_START_S + (s.worker_boot_seconds if s.bill_initializing else 0.0)
-        tail = idle_tail_seconds(self._idle_timeout, s.budget_heartbeat_seconds)
-        return cost_usd(fleet_margin_seconds(self._workers_max, boot, tail), self.rate)
+        return fleet_margin_usd(self.settings, workers_max=self._workers_max, idle_timeout=self._idle_timeout,
+                                rate=self.rate)  # fmt: skip
 
     async def _read_endpoint(self) -> None:
         """With an API key: the endpoint's own idle timeout and workers max replace

@@ -149,7 +149,7 @@ class Budget:
         amount = max(0, round(exact) - elsewhere)
         # set before the store is awaited: settlements at once on this worker chain their fractions
         self._carry = exact - elsewhere - amount
-        hold = self._hold_of(day, ceil_micro(exposure_usd) if day == self.today() else 0)
+        hold = self._hold_of(day, ceil_micro(exposure_usd))
         try:
             outcome = await self.store.budget_settle(self._keys(day), hold, job, amount, self._alert_at)
         except StoreUnavailable:

@@ -14,9 +14,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from core.money import cost_usd
 from handler import pause
 from handler.budget import BudgetState
 from handler.errors import ConfigError
+from handler.exposure import PROCESS_START_S, fleet_margin_seconds, idle_tail_seconds
 from handler.settings import Settings
 from handler.store.base import Store
 
@@ -29,6 +31,14 @@ ExhaustedHook = Callable[[BudgetState, Store], Awaitable[None]]
 class EndpointFigures:
     idle_timeout: float | None  # seconds; None: not given
     workers_max: int | None
+
+
+def fleet_margin_usd(settings: Settings, *, workers_max: int, idle_timeout: float, rate: float) -> float:
+    """What the budget keeps free of jobs for the workers the endpoint may still start: each is billed
+    its start (and boot, where start-up is billed) and its idle tail even if it refuses every job."""
+    boot = PROCESS_START_S + (settings.worker_boot_seconds if settings.bill_initializing else 0.0)
+    tail = idle_tail_seconds(idle_timeout, settings.budget_heartbeat_seconds)
+    return cost_usd(fleet_margin_seconds(workers_max, boot, tail), rate)
 
 
 async def read_figures(settings: Settings) -> EndpointFigures | None:

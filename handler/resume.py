@@ -27,11 +27,10 @@ from collections.abc import Callable, Sequence
 from core.cli import USAGE, run_command
 from core.endpoints import scale_endpoint
 from core.errors import CoreError
-from core.money import cost_usd
 from handler import pause
 from handler.budget import Budget
+from handler.endpoint_control import fleet_margin_usd
 from handler.errors import ConfigError, WorkerError
-from handler.exposure import PROCESS_START_S, fleet_margin_seconds, idle_tail_seconds
 from handler.rates import hourly_rate
 from handler.settings import Settings, load_settings
 from handler.store import open_store
@@ -57,7 +56,9 @@ async def resume_once(
         if not pause.due(paused, today):
             # the same day: back only when what is left (the reservations that stopped it gone) holds the
             # margin for new workers' starts twice over, so they have work to do before they stop again
-            room = 2 * _fleet_margin_usd(settings, paused.workers_max)
+            room = 2 * fleet_margin_usd(settings, workers_max=paused.workers_max,
+                                        idle_timeout=settings.endpoint_idle_timeout,
+                                        rate=hourly_rate(settings.budget))  # fmt: skip
             if remaining is None or remaining < room:
                 return (f"endpoint {paused.endpoint_id} stays at zero: its budget day {paused.day} is not over "
                         f"({today}) and {max(0.0, remaining or 0.0):.6f} USD left is under {room:.6f} USD")  # fmt: skip
@@ -72,13 +73,6 @@ async def resume_once(
         )
     finally:
         await store.close()
-
-
-def _fleet_margin_usd(settings: Settings, workers_max: int) -> float:
-    """What the workers' budget keeps for worker starts (as handler.app computes it)."""
-    boot = PROCESS_START_S + (settings.worker_boot_seconds if settings.bill_initializing else 0.0)
-    tail = idle_tail_seconds(settings.endpoint_idle_timeout, settings.budget_heartbeat_seconds)
-    return cost_usd(fleet_margin_seconds(workers_max, boot, tail), hourly_rate(settings.budget))
 
 
 async def _loop(settings: Settings, every: float | None) -> None:
