@@ -491,3 +491,15 @@ async def test_the_budget_day_follows_the_stores_clock() -> None:
     budget = Budget(store, load_settings({"BUDGET_NAMESPACE": "skew", "DAILY_BUDGET_USD": "1"}).budget)
     await budget.accrue(None, 0.0)  # every budget operation's answer carries the store's clock
     assert budget.today() == "2026-11-17"  # this machine's clock says otherwise (it is 2026-12 here)
+
+
+async def test_a_reservation_that_lapsed_in_an_outage_is_restored_at_its_target(store: Store, namespace: str) -> None:
+    """A worker whose reservation lapsed (no change reached the store for longer than its ttl) came
+    back holding nothing: its next change was applied to 0. It now gets its target again."""
+    budget = make_budget(store, namespace, hold_ttl=0.3)
+    other = make_budget(store, namespace)
+    await budget.accrue(None, 0.4)  # its exposure: 0.4 held
+    await asyncio.sleep(0.6)  # no heartbeat reached the store: the hold lapses
+    assert (await other.state()).reserved_usd == 0.0  # swept
+    await budget.accrue(None, 0.4)  # back: the same exposure, a change of 0 from what it thinks it holds
+    assert (await other.state()).reserved_usd == pytest.approx(0.4)
